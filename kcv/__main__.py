@@ -1,0 +1,5 @@
+"""``python -m kcv`` = ``kcv``."""
+
+from kcv.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""The ``kcv`` command line: a thin click shell over the library (DESIGN §3).
+
+Each command lives in its own module and calls one library function. A
+:class:`~kcv.errors.KcvError` or a usage mistake prints one ``error: ...`` line on stderr
+and exits 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from kcv import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="kcv")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def cli(debug):
+    """kcv — train classic CNNs on images and ship them as verified TFLite/ONNX files.
+
+    \b
+    Quick start:
+      kcv train --arch unet      # trains on the built-in shapes data
+      kcv export --tflite        # verified saved_models/unet/exports/model_fp32.tflite
+    """
+
+
+def _register_commands():
+    from kcv.cli import export_cmd, models_cmd, train_cmd
+
+    for module in (models_cmd, train_cmd, export_cmd):
+        cli.add_command(module.command)
+
+
+_register_commands()
+
+
+def main(argv=None):
+    """Console entry point: runs the click group and turns errors into one line + exit 2."""
+    from kcv.errors import KcvError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        rc = cli.main(args=argv, prog_name="kcv", standalone_mode=False)
+    except KcvError as e:
+        if debug:
+            raise
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        if debug:
+            raise
+        click.echo(f"error: {' '.join(e.format_message().split())}", err=True)
+        sys.exit(2)
+    sys.exit(rc or 0)

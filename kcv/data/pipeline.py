@@ -1,0 +1,148 @@
+"""tf.data input pipelines for the built-in ``shapes`` set and image folders.
+
+Images leave the pipeline as float32 RGB in [0, 255] (normalisation is the model's first
+layer); labels as int32, masks as int32 ``[H, W]`` with 255 = ignore. Decoding and resizing
+run in parallel with AUTOTUNE, the decoded set is cached, shuffling is seeded, and batches
+are prefetched so the accelerator never waits on Python.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from kcv.data import folders, shapes
+from kcv.errors import KcvError
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclass
+class DataSource:
+    """A labelled data set ready for training: class names, sizes and split pipelines.
+
+    ``make(split)`` returns an unbatched ``tf.data.Dataset`` of ``(image, target)``.
+    """
+
+    task: str
+    spec: str
+    img_size: int
+    class_names: list
+    num_train: int
+    num_val: int
+    make: Callable[[str], tf.data.Dataset]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
+                drop_remainder: bool = False) -> tf.data.Dataset:
+        """A batched, prefetched pipeline of ``split`` (``train`` or ``val``)."""
+        ds = self.make(split)
+        if shuffle:
+            n = self.num_train if split == "train" else self.num_val
+            ds = ds.shuffle(min(n, 10_000), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+
+    def arrays(self, split: str, limit: int | None = None):
+        """``(images float32 [N,H,W,3], targets)`` of the first ``limit`` samples of ``split``."""
+        ds = self.make(split)
+        if limit is not None:
+            ds = ds.take(limit)
+        xs, ys = [], []
+        for x, y in ds.batch(64).as_numpy_iterator():
+            xs.append(x)
+            ys.append(y)
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+def _cast(image, target):
+    return tf.cast(image, tf.float32), tf.cast(target, tf.int32)
+
+
+def _shapes_source(task, img_size, n_train):
+    n_val = max(8, n_train // 4) if n_train != shapes.DEFAULT_TRAIN else shapes.DEFAULT_VAL
+    arrays = {"train": shapes.make_split(n_train, img_size, task, "train"),
+              "val": shapes.make_split(n_val, img_size, task, "val")}
+
+    def make(split):
+        return tf.data.Dataset.from_tensor_slices(arrays[split]).map(_cast, num_parallel_calls=AUTOTUNE)
+
+    spec = "shapes" if n_train == shapes.DEFAULT_TRAIN else f"shapes:{n_train}"
+    return DataSource(task, spec, img_size, shapes.class_names(task), n_train, n_val, make)
+
+
+def decode_image(path, img_size: int):
+    """Read and decode a PNG/JPEG/BMP file to ``uint8 [img_size, img_size, 3]``.
+
+    Grayscale and RGBA are converted to RGB by ``channels=3``.
+    """
+    raw = tf.io.read_file(path)
+    img = tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
+    img.set_shape([None, None, 3])
+    img = tf.image.resize(img, [img_size, img_size], method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
+def _classification_folders(root, img_size, val_split, seed):
+    found = folders.load_classification(root, val_split=val_split, seed=seed)
+    items = {"train": found.train, "val": found.val}
+    cache = {}
+
+    def make(split):
+        if split not in cache:
+            paths = [str(p) for p, _ in items[split]]
+            labels = np.array([lab for _, lab in items[split]], np.int32)
+            ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+            ds = ds.map(lambda p, y: (decode_image(p, img_size), y), num_parallel_calls=AUTOTUNE)
+            cache[split] = ds.cache()
+        return cache[split].map(_cast, num_parallel_calls=AUTOTUNE)
+
+    return DataSource("classification", str(root), img_size, found.class_names,
+                      len(found.train), len(found.val), make)
+
+
+def _segmentation_folders(root, img_size):
+    found = folders.load_segmentation(root)
+    # TF's PNG decoder expands palette masks to RGB, losing the class indices, so masks are
+    # read with PIL (already done once to check them) and resized here with nearest neighbour.
+    masks = {split: np.stack([_resize_mask(folders.read_mask(m), img_size) for _, m in pairs])
+             for split, pairs in (("train", found.train), ("val", found.val))}
+    cache = {}
+
+    def make(split):
+        if split not in cache:
+            pairs = found.train if split == "train" else found.val
+            paths = [str(p) for p, _ in pairs]
+            ds = tf.data.Dataset.from_tensor_slices((paths, masks[split]))
+            ds = ds.map(lambda p, m: (decode_image(p, img_size), m), num_parallel_calls=AUTOTUNE)
+            cache[split] = ds.cache()
+        return cache[split].map(_cast, num_parallel_calls=AUTOTUNE)
+
+    return DataSource("segmentation", str(root), img_size, found.class_names,
+                      len(found.train), len(found.val), make)
+
+
+def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    # Nearest neighbour: any interpolation would invent class indices between two labels.
+    return np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST), np.uint8)
+
+
+def load_data(data: str, task: str, img_size: int, seed: int = 0, val_split: float = 0.2) -> DataSource:
+    """Resolve ``--data``: ``shapes``, ``shapes:N`` (N training images) or a folder path."""
+    m = re.fullmatch(r"shapes(?::(\d+))?", str(data))
+    if m:
+        n = int(m.group(1)) if m.group(1) else shapes.DEFAULT_TRAIN
+        if n < 2:
+            raise KcvError(f"--data {data}: need at least 2 training images")
+        return _shapes_source(task, img_size, n)
+    if task == "classification":
+        return _classification_folders(Path(data), img_size, val_split, seed)
+    return _segmentation_folders(Path(data), img_size)

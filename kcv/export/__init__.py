@@ -1,0 +1,6 @@
+"""Export: a table of formats, each written to a temporary file, verified in its own
+runtime against the Keras inference model, and only then renamed into ``exports/``."""
+
+from kcv.export.formats import FORMATS, export_run
+
+__all__ = ["FORMATS", "export_run"]

@@ -1,0 +1,85 @@
+"""Metrics: Keras metric objects for training, and pure NumPy confusion-matrix maths for reports.
+
+Segmentation metrics ignore label 255 everywhere (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+IGNORE_LABEL = 255
+
+
+@keras.saving.register_keras_serializable(package="kcv")
+class PixelAccuracy(keras.metrics.Metric):
+    """Fraction of labelled pixels whose argmax prediction is right (``ignore_class`` skipped)."""
+
+    def __init__(self, name="pixel_accuracy", ignore_class=IGNORE_LABEL, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ignore_class = ignore_class
+        self.correct = self.add_variable((), initializer="zeros", name="correct")
+        self.total = self.add_variable((), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
+        pred = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        valid = ops.cast(ops.not_equal(y_true, self.ignore_class), "float32")
+        hit = ops.cast(ops.equal(y_true, pred), "float32") * valid
+        self.correct.assign_add(ops.sum(hit))
+        self.total.assign_add(ops.sum(valid))
+
+    def result(self):
+        return ops.divide_no_nan(self.correct, self.total)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_class": self.ignore_class}
+
+
+def training_metrics(task: str, num_classes: int) -> list:
+    """The metrics ``fit`` tracks: accuracy/top-5 for classification; pixel accuracy and
+    mean IoU (argmax of the logits, 255 ignored) for segmentation."""
+    if task == "classification":
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes), name="top5_accuracy")]
+    return [PixelAccuracy(),
+            keras.metrics.MeanIoU(num_classes, name="miou", sparse_y_true=True,
+                                  sparse_y_pred=False, ignore_class=IGNORE_LABEL)]
+
+
+def monitor(task: str) -> str:
+    """The validation metric that picks the best epoch (higher is better)."""
+    return "val_accuracy" if task == "classification" else "val_miou"
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int, ignore_label: int = IGNORE_LABEL) -> np.ndarray:
+    """``cm[t, p]`` = number of pixels/samples of true class ``t`` predicted as ``p``."""
+    y_true = np.asarray(y_true).ravel().astype(np.int64)
+    y_pred = np.asarray(y_pred).ravel().astype(np.int64)
+    keep = y_true != ignore_label
+    idx = y_true[keep] * num_classes + y_pred[keep]
+    return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def iou_per_class(cm: np.ndarray) -> np.ndarray:
+    """IoU_c = TP / (TP + FP + FN); NaN for a class absent from both truth and prediction."""
+    tp = np.diag(cm).astype(np.float64)
+    denom = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
+
+
+def segmentation_report(cm: np.ndarray, class_names) -> dict:
+    """``val_miou`` (mean over classes present), ``val_pixel_accuracy``, ``per_class_iou``."""
+    iou = iou_per_class(cm)
+    total = cm.sum()
+    return {
+        "val_miou": float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else 0.0,
+        "val_pixel_accuracy": float(np.trace(cm) / total) if total else 0.0,
+        "per_class_iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou)},
+    }

@@ -1,0 +1,121 @@
+"""The one model registry.
+
+Every architecture registers its builder with :func:`register`; everything else (CLI,
+training loop, tests) finds models here, so adding a family is one decorated function.
+
+    @register("unet", task="segmentation", family="unet")
+    def unet(num_classes, input_shape, base_filters=64, depth=4): ...
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kcv.errors import KcvError
+
+TASKS = ("classification", "segmentation")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture.
+
+    Attributes:
+        name: registry name (``resnet50``).
+        task: ``classification`` or ``segmentation``.
+        family: the file/family it belongs to (``resnet``).
+        builder: ``builder(num_classes, input_shape, **hyperparameters) -> keras.Model``.
+        train_defaults: what ``kcv train`` uses when a flag is not given (``img_size``,
+            ``epochs``, ``batch_size``, ``lr``, ``model_args``), chosen so that the
+            flag-less command finishes in minutes on a laptop CPU.
+        min_size: the smallest input side the architecture accepts.
+        paper: the reference the builder follows.
+    """
+
+    name: str
+    task: str
+    family: str
+    builder: Callable
+    train_defaults: dict = field(default_factory=dict)
+    min_size: int = 32
+    paper: str = ""
+
+    @property
+    def hyperparameters(self) -> dict:
+        """Keyword hyperparameters of the builder with their defaults."""
+        sig = inspect.signature(self.builder)
+        return {
+            k: p.default
+            for k, p in sig.parameters.items()
+            if k not in ("num_classes", "input_shape") and p.default is not inspect.Parameter.empty
+        }
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, *, task: str, family: str, train_defaults: dict | None = None,
+             min_size: int = 32, paper: str = ""):
+    """Decorator that adds a model builder to the registry under ``name``."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+    def deco(fn):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = ModelSpec(name, task, family, fn, dict(train_defaults or {}),
+                                    min_size, paper)
+        return fn
+
+    return deco
+
+
+def _ensure_loaded():
+    # Importing the models package runs every family's @register decorators.
+    import kcv.models  # noqa: F401
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of ``name``; an unknown name raises :class:`KcvError` with close matches."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `kcv models` lists them"
+        raise KcvError(f"unknown architecture '{name}'{hint}")
+    return _REGISTRY[name]
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Registered model names, sorted, optionally only those of one ``task``."""
+    _ensure_loaded()
+    if task is not None and task not in TASKS:
+        raise KcvError(f"unknown task '{task}': choose one of {', '.join(TASKS)}")
+    return sorted(n for n, s in _REGISTRY.items() if task is None or s.task == task)
+
+
+def create_model(name: str, num_classes: int, input_shape=(224, 224, 3), **hyperparameters):
+    """Build the training model of architecture ``name``.
+
+    Args:
+        name: a registered name (see :func:`list_models`).
+        num_classes: number of output classes (segmentation: including background).
+        input_shape: ``(H, W, 3)``; ``H``/``W`` may be ``None`` where the family allows it.
+        **hyperparameters: builder keywords, e.g. ``base_filters=16`` for ``unet``.
+
+    Returns:
+        A Keras functional model taking RGB pixels in [0, 255] and returning logits.
+    """
+    spec = get_spec(name)
+    known = spec.hyperparameters
+    unknown = sorted(set(hyperparameters) - set(known))
+    if unknown:
+        raise KcvError(
+            f"unknown hyperparameter(s) {', '.join(unknown)} for '{name}'; "
+            f"it takes: {', '.join(sorted(known)) or 'none'}")
+    if int(num_classes) < 2:
+        raise KcvError(f"num_classes must be at least 2, got {num_classes}")
+    return spec.builder(num_classes=int(num_classes), input_shape=tuple(input_shape),
+                        **hyperparameters)

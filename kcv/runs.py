@@ -1,0 +1,156 @@
+"""Run directories and atomic writes (DESIGN §4).
+
+A run lives in ``saved_models/<name>/``; names default to the architecture and are never
+reused (``unet``, ``unet-2``, ...). Every file is written under a temporary name in the
+same directory and renamed into place, so a killed process leaves the previous good file
+or none, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from kcv.errors import KcvError
+
+DEFAULT_ROOT = Path("saved_models")
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str | None = None):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary name keeps ``path``'s suffix (Keras insists on ``.keras``), and is
+    removed if the body raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers such as Keras want to create the file themselves
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            if os.path.isdir(tmp):
+                import shutil
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                os.unlink(tmp)
+
+
+def write_text(path, text: str) -> Path:
+    """Atomically write ``text`` to ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path, obj) -> Path:
+    """Atomically write ``obj`` as indented JSON."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    import numpy as np
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def save_model(model, path) -> Path:
+    """Atomically save a Keras model to ``path`` (``.keras``)."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return Path(path)
+
+
+def read_json(path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KcvError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise KcvError(f"{path}: not valid JSON ({e})") from None
+
+
+def new_run_dir(root, name: str) -> Path:
+    """Create and return a fresh run directory ``root/name`` (``name-2``... if taken)."""
+    root = Path(root)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise KcvError(f"--name '{name}': use letters, digits, '.', '_' and '-' only")
+    root.mkdir(parents=True, exist_ok=True)
+    candidate, i = root / name, 1
+    while True:
+        try:
+            candidate.mkdir()  # atomic: two concurrent runs never share a directory
+            return candidate
+        except FileExistsError:
+            i += 1
+            candidate = root / f"{name}-{i}"
+
+
+def is_run_dir(path) -> bool:
+    path = Path(path)
+    return (path / CONFIG_FILE).is_file() and (path / MODEL_FILE).is_file()
+
+
+def latest_run(root=DEFAULT_ROOT) -> Path:
+    """The most recently modified complete run under ``root``."""
+    root = Path(root)
+    runs = [p for p in root.glob("*") if p.is_dir() and is_run_dir(p)] if root.is_dir() else []
+    if not runs:
+        raise KcvError(f"no trained run under {root}/: train one with `kcv train --arch ARCH`")
+    return max(runs, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
+
+
+def resolve_run(run=None, root=DEFAULT_ROOT) -> Path:
+    """``run`` as a run directory; ``None`` means the newest under ``root``."""
+    if run is None:
+        return latest_run(root)
+    path = Path(run)
+    if not path.exists() and (Path(root) / str(run)).exists():
+        path = Path(root) / str(run)
+    if not path.is_dir():
+        raise KcvError(f"{run}: no such run directory")
+    for f in (CONFIG_FILE, MODEL_FILE):
+        if not (path / f).is_file():
+            raise KcvError(f"{path}: not a kcv run directory (no {f})")
+    return path
+
+
+def load_config(run) -> dict:
+    """The ``config.json`` of a run directory."""
+    return read_json(Path(run) / CONFIG_FILE)
+
+
+def load_run(run=None, root=DEFAULT_ROOT, best: bool = True):
+    """Load a run's model (``model.keras``, or ``last.keras`` with ``best=False``) and config.
+
+    Returns:
+        ``(model, config)``.
+    """
+    import keras
+
+    import kcv.models  # noqa: F401  (registers the custom layers for deserialisation)
+
+    path = resolve_run(run, root)
+    file = path / (MODEL_FILE if best else "last.keras")
+    try:
+        model = keras.saving.load_model(file, compile=False)
+    except Exception as e:  # a corrupt or foreign file: say which one
+        raise KcvError(f"{file}: cannot load model ({type(e).__name__}: {e})") from None
+    return model, load_config(path)

@@ -1,0 +1,1 @@
+"""Plots: training curves, confusion matrices, overlays."""
