@@ -15,6 +15,8 @@ from kcv.errors import KcvError  # noqa: E402
 from kcv.registry import create_model, get_spec, list_models  # noqa: E402
 from kcv.runs import load_run  # noqa: E402
 
-import kcv.models  # noqa: E402,F401  (registers architectures and custom layers)
+import kcv.losses  # noqa: E402,F401  (custom losses, metrics and layers must be registered
+import kcv.metrics  # noqa: E402,F401  before any model.keras is loaded)
+import kcv.models  # noqa: E402,F401  (registers architectures)
 
 __all__ = ["create_model", "list_models", "get_spec", "load_run", "KcvError", "__version__"]

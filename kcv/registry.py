@@ -33,6 +33,10 @@ class ModelSpec:
             flag-less command finishes in minutes on a laptop CPU.
         min_size: the smallest input side the architecture accepts.
         paper: the reference the builder follows.
+        taps: feature taps of a classifier, ``{stride: layer_name}`` for strides 4, 8, 16,
+            32 (2 where the family has it), read by segmentation decoders through
+            :mod:`kcv.models.backbone`. Builders of tap-exposing families accept
+            ``features_only=True`` and then return the model without its head.
     """
 
     name: str
@@ -42,6 +46,7 @@ class ModelSpec:
     train_defaults: dict = field(default_factory=dict)
     min_size: int = 32
     paper: str = ""
+    taps: dict = field(default_factory=dict)
 
     @property
     def hyperparameters(self) -> dict:
@@ -50,7 +55,8 @@ class ModelSpec:
         return {
             k: p.default
             for k, p in sig.parameters.items()
-            if k not in ("num_classes", "input_shape") and p.default is not inspect.Parameter.empty
+            if k not in ("num_classes", "input_shape", "features_only")
+            and p.default is not inspect.Parameter.empty
         }
 
 
@@ -58,7 +64,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, *, task: str, family: str, train_defaults: dict | None = None,
-             min_size: int = 32, paper: str = ""):
+             min_size: int = 32, paper: str = "", taps: dict | None = None):
     """Decorator that adds a model builder to the registry under ``name``."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -67,7 +73,7 @@ def register(name: str, *, task: str, family: str, train_defaults: dict | None =
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelSpec(name, task, family, fn, dict(train_defaults or {}),
-                                    min_size, paper)
+                                    min_size, paper, dict(taps or {}))
         return fn
 
     return deco

@@ -28,10 +28,15 @@ def cli(debug):
 
 
 def _register_commands():
-    from kcv.cli import export_cmd, models_cmd, train_cmd
+    """Every ``kcv/cli/*_cmd.py`` module contributes its ``command``."""
+    import importlib
+    import pkgutil
 
-    for module in (models_cmd, train_cmd, export_cmd):
-        cli.add_command(module.command)
+    import kcv.cli as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.endswith("_cmd"):
+            cli.add_command(importlib.import_module(f"kcv.cli.{info.name}").command)
 
 
 _register_commands()

@@ -26,7 +26,7 @@ class LiteRTRunner:
 
         with silenced_fd2():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on every load
             self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 

@@ -1,3 +1,7 @@
-"""Classification families, one per file; importing this registers them."""
+"""Classification families, one per file; importing this package registers every module in it."""
 
-from kcv.models.classification import lenet  # noqa: F401
+import importlib
+import pkgutil
+
+for _m in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_m.name}")
