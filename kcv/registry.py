@@ -37,6 +37,9 @@ class ModelSpec:
             32 (2 where the family has it), read by segmentation decoders through
             :mod:`kcv.models.backbone`. Builders of tap-exposing families accept
             ``features_only=True`` and then return the model without its head.
+        reference: the published figures the standard variant is checked against, e.g.
+            ``{"params": 25_557_032, "gflops": 4.09, "source": "torchvision"}`` (224 px,
+            1000 classes); shown beside ours in the README model table.
     """
 
     name: str
@@ -47,6 +50,7 @@ class ModelSpec:
     min_size: int = 32
     paper: str = ""
     taps: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)
 
     @property
     def hyperparameters(self) -> dict:
@@ -64,7 +68,8 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, *, task: str, family: str, train_defaults: dict | None = None,
-             min_size: int = 32, paper: str = "", taps: dict | None = None):
+             min_size: int = 32, paper: str = "", taps: dict | None = None,
+             reference: dict | None = None):
     """Decorator that adds a model builder to the registry under ``name``."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -73,7 +78,7 @@ def register(name: str, *, task: str, family: str, train_defaults: dict | None =
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelSpec(name, task, family, fn, dict(train_defaults or {}),
-                                    min_size, paper, dict(taps or {}))
+                                    min_size, paper, dict(taps or {}), dict(reference or {}))
         return fn
 
     return deco

@@ -2,5 +2,6 @@
 
 from kcv.layers.conv_bn import conv_bn_act, normalized_input
 from kcv.layers.resize import CropToReference, PadToMultiple
+from kcv.layers.squeeze_excite import squeeze_excite
 
-__all__ = ["conv_bn_act", "normalized_input", "PadToMultiple", "CropToReference"]
+__all__ = ["conv_bn_act", "normalized_input", "PadToMultiple", "CropToReference", "squeeze_excite"]
