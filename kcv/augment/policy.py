@@ -55,7 +55,10 @@ OPS = {
     "mixup": (MIXING, 0.2, "mixup=ALPHA (>0)"),
 }
 
-DEFAULTS = {"classification": "flip,crop=0.8", "segmentation": "flip,crop=0.8"}
+# Measured on `kcv train --arch unet` (12 epochs, shapes): val mIoU none 0.808, flip 0.860 /
+# 0.837 (seeds 0/1), flip,crop=0.8 0.828 / 0.778: cropping costs more than it gives in a
+# short schedule for dense labels. Classification keeps the usual crop + flip.
+DEFAULTS = {"classification": "flip,crop=0.8", "segmentation": "flip"}
 
 
 @dataclass(frozen=True)

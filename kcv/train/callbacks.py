@@ -62,6 +62,25 @@ def float32_copy(model: keras.Model) -> keras.Model:
     return copy
 
 
+def float32_outputs(model: keras.Model) -> keras.Model:
+    """``model`` with its output layers computing in float32 (mixed precision).
+
+    The logits then reach the loss, the metrics and the inference softmax in float32, as
+    the Keras mixed-precision guide recommends for the last layer.
+    """
+    last = {id(t._keras_history[0]) for t in model.outputs}
+
+    def clone(layer):
+        config = layer.get_config()
+        if id(layer) in last:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 class RunWriter(keras.callbacks.Callback):
     """After every epoch: ``model.keras`` if the monitored metric improved, ``last.keras``
     with the resume state, ``history.csv``; and early stopping after ``patience`` epochs

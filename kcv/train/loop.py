@@ -30,7 +30,8 @@ from kcv import losses, metrics, runs
 from kcv.errors import KcvError
 from kcv.registry import create_model, get_spec
 from kcv.train import distribute
-from kcv.train.callbacks import LAST_FILE, NanGuard, RunWriter, read_state
+from kcv.train.callbacks import LAST_FILE, NanGuard, RunWriter, float32_outputs, read_state
+from kcv.train.fused_bn import fused_batch_norm
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -128,6 +129,12 @@ def _check(cfg: TrainConfig, spec) -> None:
         raise KcvError(f"--warmup-epochs {cfg.warmup_epochs}: must be in [0, --epochs)")
     if cfg.patience is not None and cfg.patience < 1:
         raise KcvError(f"--patience {cfg.patience}: must be at least 1")
+    if cfg.tensorboard:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise KcvError("--tensorboard: the tensorboard package is not installed "
+                           "(pip install tensorboard, or pip install 'kcv[tensorboard]')")
 
 
 class TrainPlugin:
@@ -228,51 +235,35 @@ def train(config: TrainConfig) -> Path | None:
     Raises:
         KcvError: a bad flag, bad data, or a diverged run (NaN loss).
     """
-    from kcv.augment import Augmenter, parse_policy
     from kcv.data.pipeline import load_data
 
     cfg, run_dir, state = _start(config)
-    spec = get_spec(cfg.arch)
-    plugins = [p for p in PLUGINS if p.applies(cfg)]
     strategy = distribute.select(cfg.distribute)
     chief = distribute.is_chief(strategy)
     with precision_policy(cfg.precision), tempfile.TemporaryDirectory(prefix="kcv-worker-") as scratch:
         keras.utils.set_random_seed(cfg.seed)
+        spec = get_spec(cfg.arch)
         source = load_data(cfg.data, spec.task, cfg.img_size, seed=cfg.seed, val_split=cfg.val_split)
-        policy = parse_policy(cfg.augment, spec.task)
-        soft = spec.task == "classification" and (policy.mixing or cfg.label_smoothing > 0)
-        drop = strategy.num_replicas_in_sync > 1  # equal per-replica batches
-        steps = source.steps_per_epoch(cfg.batch_size, drop)
-        model = _compiled_model(cfg, spec, source, strategy, plugins, steps, soft)
-        if run_dir is None and chief:
-            run_dir = runs.new_run_dir(cfg.out, cfg.name or cfg.arch)
-        if chief and (state is None or runs.load_config(run_dir).get("epochs") != cfg.epochs):
-            _write_config(run_dir, cfg, spec, source, model, strategy, plugins)
-        start = 0
-        if state is not None:
-            start = int(state["epoch"])
+        job = _Job(cfg, spec, source, strategy)
+        model = job.compiled_model()
+        if chief:
+            run_dir = run_dir or runs.new_run_dir(cfg.out, cfg.name or cfg.arch)
+            if state is None or runs.load_config(run_dir).get("epochs") != cfg.epochs:
+                job.write_config(run_dir, model)
+        start = int(state["epoch"]) if state else 0
+        if state:
             _restore(model, strategy, run_dir / LAST_FILE, state)
         writer = RunWriter(run_dir if chief else scratch, source.num_train, metrics.monitor(spec.task),
-                           state, cfg.patience, _deployable(plugins), rng={"seed": cfg.seed})
-        train_ds = source.train_stream(cfg.batch_size, cfg.seed, cfg.epochs, start,
-                                       Augmenter(policy, spec.task, source.num_classes) if policy else None,
-                                       one_hot=soft, drop_remainder=drop)
-        val_ds = source.dataset("val", cfg.batch_size, one_hot=soft)
-        if distribute.is_multiworker(strategy):
-            train_ds, val_ds = distribute.shard_by_data(train_ds), distribute.shard_by_data(val_ds)
-            distribute.prepare_model(model, strategy, train_ds.element_spec)
-        callbacks = [NanGuard(_nan_hint(cfg, run_dir)), writer]
-        if cfg.tensorboard and chief:
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
-        for p in plugins:
-            callbacks += p.callbacks(cfg, run_dir)
+                           state, cfg.patience, job.deployable, rng={"seed": cfg.seed})
+        train_ds, val_ds = job.datasets(model, start)
         if cfg.verbose:
             _announce(cfg, model, source, strategy, run_dir, start)
         t0 = time.perf_counter()
         if start < cfg.epochs:
-            model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
-                      steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                      verbose=_fit_verbosity(cfg.verbose))
+            with fused_batch_norm():
+                model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start,
+                          steps_per_epoch=job.steps, callbacks=job.callbacks(writer, run_dir, chief),
+                          shuffle=False, verbose=_fit_verbosity(cfg.verbose))
         if not chief:
             return None
         final = finalize(run_dir, source, cfg.batch_size, writer.rows, spec.task, cfg.arch)
@@ -284,6 +275,77 @@ def train(config: TrainConfig) -> Path | None:
             print(f"early stop: {writer.monitor} did not improve for {cfg.patience} epochs "
                   f"(best {writer.best:.4f} at epoch {writer.best_epoch})", flush=True)
     return run_dir
+
+
+class _Job:
+    """What one training run derives from its config: model, data streams, callbacks."""
+
+    def __init__(self, cfg: TrainConfig, spec, source, strategy):
+        from kcv.augment import parse_policy
+
+        self.cfg, self.spec, self.source, self.strategy = cfg, spec, source, strategy
+        self.plugins = [p for p in PLUGINS if p.applies(cfg)]
+        self.policy = parse_policy(cfg.augment, spec.task)
+        # CutMix/MixUp and label smoothing need one-hot targets and a categorical loss.
+        self.soft = spec.task == "classification" and (self.policy.mixing or cfg.label_smoothing > 0)
+        self.drop = strategy.num_replicas_in_sync > 1  # equal per-replica batches
+        self.steps = source.steps_per_epoch(cfg.batch_size, self.drop)
+
+    def compiled_model(self) -> keras.Model:
+        cfg, spec, source = self.cfg, self.spec, self.source
+        with self.strategy.scope():
+            model = create_model(cfg.arch, source.num_classes, (cfg.img_size,) * 2 + (3,), **cfg.model_args)
+            if cfg.precision != "float32":
+                model = float32_outputs(model)
+            for p in self.plugins:
+                model = p.prepare_model(model, cfg, source)
+            args = {"optimizer": make_optimizer(cfg, self.steps),
+                    "loss": losses.get_loss(cfg.loss, spec.task, cfg.label_smoothing, soft_labels=self.soft),
+                    "metrics": metrics.training_metrics(spec.task, source.num_classes, soft_labels=self.soft),
+                    # XLA measured slower for these CPU convnets (benchmarks/RESULTS.md)
+                    "jit_compile": bool(cfg.jit),
+                    "steps_per_execution": min(cfg.steps_per_execution, self.steps)}
+            for p in self.plugins:
+                args = p.compile_args(args, cfg, source)
+            model.compile(**args)  # mixed_float16: Keras wraps the optimizer in LossScaleOptimizer
+        return model
+
+    def datasets(self, model, start: int):
+        """``(train stream from epoch start, validation batches)``, sharded if multi-worker."""
+        from kcv.augment import Augmenter
+
+        cfg, source = self.cfg, self.source
+        augment = Augmenter(self.policy, self.spec.task, source.num_classes) if self.policy else None
+        train_ds = source.train_stream(cfg.batch_size, cfg.seed, cfg.epochs, start, augment,
+                                       one_hot=self.soft, drop_remainder=self.drop)
+        val_ds = source.dataset("val", cfg.batch_size, one_hot=self.soft)
+        if distribute.is_multiworker(self.strategy):
+            train_ds, val_ds = distribute.shard_by_data(train_ds), distribute.shard_by_data(val_ds)
+            distribute.prepare_model(model, self.strategy, train_ds.element_spec)
+        return train_ds, val_ds
+
+    def callbacks(self, writer, run_dir, chief: bool) -> list:
+        callbacks = [NanGuard(_nan_hint(self.cfg, run_dir)), writer]
+        if self.cfg.tensorboard and chief:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+        for p in self.plugins:
+            callbacks += p.callbacks(self.cfg, run_dir)
+        return callbacks
+
+    def deployable(self, model):
+        for p in self.plugins:
+            model = p.deployable(model)
+        return model
+
+    def write_config(self, run_dir, model) -> None:
+        cfg, source = self.cfg, self.source
+        record = {**cfg.record(), "task": self.spec.task, "num_classes": source.num_classes,
+                  "class_names": source.class_names, "num_train": source.num_train,
+                  "num_val": source.num_val, "params": int(model.count_params()),
+                  "replicas": int(self.strategy.num_replicas_in_sync), "versions": versions()}
+        for p in self.plugins:
+            record.update(p.record(cfg))
+        runs.write_json(run_dir / runs.CONFIG_FILE, record)
 
 
 def _start(config: TrainConfig):
@@ -304,24 +366,10 @@ def _start(config: TrainConfig):
     if done >= cfg.epochs and (run_dir / "metrics.json").is_file():
         raise KcvError(f"--resume {run_dir}: finished {done} of {cfg.epochs} epochs already; "
                        f"pass --epochs N (N > {done}) to train longer")
+    for stale in run_dir.glob(".*.tmp*"):  # a write the killed process never renamed
+        if stale.is_file():
+            stale.unlink()
     return cfg, run_dir, state
-
-
-def _compiled_model(cfg, spec, source, strategy, plugins, steps, soft) -> keras.Model:
-    with strategy.scope():
-        model = create_model(cfg.arch, source.num_classes, (cfg.img_size, cfg.img_size, 3), **cfg.model_args)
-        for p in plugins:
-            model = p.prepare_model(model, cfg, source)
-        args = {"optimizer": make_optimizer(cfg, steps),
-                "loss": losses.get_loss(cfg.loss, spec.task, cfg.label_smoothing, soft_labels=soft),
-                "metrics": metrics.training_metrics(spec.task, source.num_classes, soft_labels=soft),
-                # XLA measured slower for these CPU convnets (DESIGN §8, benchmarks/RESULTS.md)
-                "jit_compile": bool(cfg.jit),
-                "steps_per_execution": min(cfg.steps_per_execution, steps)}
-        for p in plugins:
-            args = p.compile_args(args, cfg, source)
-        model.compile(**args)  # mixed_float16: Keras wraps the optimizer in LossScaleOptimizer
-    return model
 
 
 def _restore(model, strategy, last: Path, state: dict) -> None:
@@ -337,24 +385,6 @@ def _restore(model, strategy, last: Path, state: dict) -> None:
     rng = state.get("rng", {}).get("keras_global")
     if rng is not None:
         global_seed_generator().state.assign(rng)
-
-
-def _write_config(run_dir, cfg, spec, source, model, strategy, plugins) -> None:
-    record = {**cfg.record(), "task": spec.task, "num_classes": source.num_classes,
-              "class_names": source.class_names, "num_train": source.num_train,
-              "num_val": source.num_val, "params": int(model.count_params()),
-              "replicas": int(strategy.num_replicas_in_sync), "versions": versions()}
-    for p in plugins:
-        record.update(p.record(cfg))
-    runs.write_json(run_dir / runs.CONFIG_FILE, record)
-
-
-def _deployable(plugins):
-    def pick(model):
-        for p in plugins:
-            model = p.deployable(model)
-        return model
-    return pick
 
 
 def _nan_hint(cfg: TrainConfig, run_dir) -> str:
