@@ -112,8 +112,13 @@ def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, sam
     report_path = run_dir / "exports" / "report.json"
     report = runs.read_json(report_path) if report_path.is_file() else {"run": str(run_dir), "formats": {}}
     chosen = _choose_formats(run_dir, report, formats)
-    # Keras uses TF's pools; match the thread count so the comparison is fair.
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    # Keras uses TF's pools; match the thread count so the comparison is fair. TensorFlow
+    # refuses once its runtime has started (e.g. a second benchmark in one process).
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+    tf_threads = tf.config.threading.get_intra_op_parallelism_threads() or "TF default (all cores)"
     source = load_data(cfg["data"], cfg["task"], cfg["img_size"], seed=cfg.get("seed", 0),
                        val_split=cfg.get("val_split", 0.2))
     images, targets = source.arrays("val", limit=samples)
@@ -133,7 +138,7 @@ def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, sam
         if keras_row is not None:
             row["delta_points"] = round(100 * (row["metric"] - keras_row["metric"]), 3)
             row["max_abs_diff"] = float(np.max(np.abs(probs - reference)))
-    section = {"threads": threads, "runs": runs_, "samples": int(len(images)), "batch": 1,
+    section = {"threads": threads, "keras_threads": tf_threads, "runs": runs_, "samples": int(len(images)), "batch": 1,
                "machine": _machine(), "rows": rows}
     report["benchmark"] = section
     runs.write_json(report_path, report)
