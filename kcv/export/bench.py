@@ -2,8 +2,8 @@
 
 One row per format, Keras included:
 
-* **size MB**: the file (the SavedModel folder; for Keras, ``model.keras``, which also
-  holds the training head's weights, not the optimizer state).
+* **size MB**: the file (the SavedModel folder; for Keras, ``model.keras`` as training
+  saved it, optimizer state included — about 3× the weights with Adam).
 * **metric / Δ**: accuracy or mIoU on the validation images (``--samples``), and its
   change against Keras in points.
 * **latency p50 / p95**: ``--runs`` timed calls on one image after ``WARMUP`` untimed
@@ -15,8 +15,11 @@ One row per format, Keras included:
   optimization, tracing, allocation).
 * **peak MB**: peak resident memory added by loading and running that format: Linux
   ``VmHWM`` (peak RSS) after the runs minus ``VmRSS`` before loading, with ``VmHWM`` reset
-  first through ``/proc/self/clear_refs``. Shared libraries already loaded (TensorFlow is,
-  for every row) are not counted. ``None`` where the kernel does not allow the reset.
+  first through ``/proc/self/clear_refs`` and memory freed by the previous row returned to
+  the OS (glibc ``malloc_trim``) so that it is not silently reused. Shared libraries already
+  loaded (TensorFlow is, for every row) are not counted, nor the one-time state of LiteRT and
+  onnxruntime (each is warmed up on one file before measuring). ``None`` where the kernel
+  does not allow the reset.
 
 Timings from a shared machine are noisy; ``benchmarks/RESULTS.md`` says where each figure
 was measured.
@@ -49,6 +52,18 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by the previous row back to the OS (glibc ``malloc_trim``), so
+    that the next row's allocations show up in its RSS instead of reusing freed heap."""
+    import ctypes
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _reset_peak() -> bool:
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -72,7 +87,7 @@ def time_runner(runner, image: np.ndarray, runs_: int) -> tuple[float, float]:
 
 def measure(name: str, open_fn, images, targets, task, num_classes, threads: int, runs_: int) -> dict:
     """One benchmark row: open with ``open_fn(threads)``, score, time, measure memory."""
-    gc.collect()
+    _release_freed_memory()
     can_peak = _reset_peak()
     rss0 = _status_kb("VmRSS")
     t0 = time.perf_counter()
@@ -122,6 +137,7 @@ def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, sam
     source = load_data(cfg["data"], cfg["task"], cfg["img_size"], seed=cfg.get("seed", 0),
                        val_split=cfg.get("val_split", 0.2))
     images, targets = source.arrays("val", limit=samples)
+    _warm_runtimes(chosen, images[:1], threads)
     rows = []
     for name, path in chosen:
         log(f"benchmarking {name} ({path.name}) ...")
@@ -144,6 +160,17 @@ def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, sam
     runs.write_json(report_path, report)
     runs.write_text(run_dir / "exports" / "report.md", report_markdown(report))
     return section
+
+
+def _warm_runtimes(chosen, image, threads) -> None:
+    """Run one file of each runtime once before measuring, so that the first row of a
+    runtime is not charged with loading its shared library and one-time global state."""
+    seen = set()
+    for name, path in chosen:
+        runtime = "keras" if name == "keras" else FORMATS[name].runtime
+        if runtime not in seen and runtime in ("tflite", "onnx"):
+            seen.add(runtime)
+            _open_format(FORMATS[name], path, threads)(image)
 
 
 def _open_format(fmt, path: Path, threads: int):

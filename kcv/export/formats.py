@@ -8,10 +8,12 @@ if it passes (DESIGN §5 "verified round trip"). Results are merged into
 Pass rules (also written into each report entry as ``rule``):
 
 * fp32 TFLite, ONNX, SavedModel: max |Δprob| ≤ 1e-4.
-* fp16 TFLite: max |Δprob| ≤ 1e-2. Weights are rounded to 11 significant bits (relative
-  error ≤ 4.9e-4); on the CPU they are dequantized once and computed in float32, so
-  probabilities move by ~1e-4–1e-3 on the models measured. 1e-2 still catches a broken
-  conversion (a wrong layer shifts probabilities by ~0.1–1).
+* fp16 TFLite: max |Δprob| ≤ 2e-2. Weights are rounded to 11 significant bits (relative
+  error ≤ 4.9e-4); LiteRT's CPU kernels dequantize them once and compute in float32.
+  Measured: 2.4e-4 (test classifier), 5.3e-3 (trained U-Net, 200 images × 64×64 pixels —
+  the max over 800k pixels finds the ones at class boundaries, where the softmax is
+  steepest). 2e-2 leaves a 4× margin and still catches a broken conversion, which moves
+  probabilities by 0.1 or more.
 * dynamic-range and full-int8 TFLite: the task metric (accuracy, or mIoU) may drop at
   most ``--max-drop`` points (default 1) unless ``--allow-drop``; max |Δprob| is reported.
 """
@@ -33,7 +35,7 @@ from kcv.export import ops, quantize, runners, tflite, verify
 from kcv.export import onnx as onnx_export
 
 FP32_TOL = 1e-4
-FP16_TOL = 1e-2
+FP16_TOL = 2e-2
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,20 @@
 """ONNX conversion (``Model.export(format="onnx")``, i.e. tf2onnx) and the onnxruntime runner.
 
-Layout. Keras convolutions are NHWC, ONNX's are NCHW, so tf2onnx wraps every conv in a
-pair of Transposes and then runs its transpose optimizer, which pushes them through
-element-wise ops and cancels adjacent pairs. What is left is one Transpose after the
-input and, for segmentation, one before the output: the file keeps the NHWC raw-pixel
-contract of every kcv export (DESIGN §6). ``inputs_as_nchw`` would remove the input
-Transpose too, but would change that contract for a cost of one 3-channel transpose;
-``benchmarks/onnx_layout.py`` measures both the unoptimized graph (dozens of Transposes)
-and this one. :func:`graph_summary` records the Transpose count in ``report.json``.
+Layout. Keras convolutions are NHWC, ONNX's are NCHW, so tf2onnx first wraps every conv
+in a pair of Transposes (MobileNetV2: 100 Transpose nodes) and then its transpose
+optimizer pushes them through element-wise ops and cancels adjacent pairs. What is left is
+one Transpose after the input and, for segmentation, one before the output, and the file
+keeps the NHWC raw-pixel contract of every kcv export (DESIGN §6). ``inputs_as_nchw``
+would remove the input Transpose too but change that contract, and measured no faster.
+:func:`graph_summary` records the Transpose count in ``report.json``.
 
-Runtime. onnxruntime's default session (``ORT_ENABLE_ALL``: constant folding, Conv+BN+
-activation fusion, NCHWc blocked layout on x86) is what makes it competitive; the lower
-levels measured 2.7× slower. Its intra-op thread pool spins by default between ops,
-which on a small, shared CPU steals cycles from the worker threads: ``spin=False`` was
-measured ~1.9× faster at batch 1 with 2 threads on the 2-core machine (benchmarks/RESULTS.md).
+Runtime. onnxruntime's ``ORT_ENABLE_ALL`` (constant folding, Conv+BN+activation fusion,
+its own transpose optimizer, NCHWc blocked layout on x86) is what makes it competitive:
+at ``ORT_ENABLE_BASIC`` MobileNetV2 ran 2.2× LiteRT's latency, at ``ALL`` 1.0×. Its
+intra-op thread pool spins between calls by default; on a small shared CPU those spinning
+threads steal cycles from everything else (LiteRT timed right after a spinning session
+went from 16 to 29 ms) and the p95 grows 5–20×, so kcv turns spinning off
+(``benchmarks/onnx_layout.py``, figures in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

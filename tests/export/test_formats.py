@@ -52,7 +52,7 @@ def check_all_formats(run_dir, result, task, num_classes):
         if name in ("tflite", "onnx", "saved_model"):
             assert entry["max_abs_diff"] <= 1e-4, (name, entry["max_abs_diff"])
         elif name == "fp16":
-            assert entry["max_abs_diff"] <= 1e-2
+            assert entry["max_abs_diff"] <= 2e-2
         else:
             assert entry["drop_points"] <= 1.0, (name, entry)
         if name in ("tflite", "fp16", "dynamic", "int8"):
