@@ -13,7 +13,8 @@ One row per format, Keras included:
   with TensorFlow's own thread pools.
 * **init ms**: from opening the file to the end of the first inference (load, graph
   optimization, tracing, allocation).
-* **peak MB**: peak resident memory added by loading and running that format: Linux
+* **peak MB**: peak resident memory added by loading that format and running it on one
+  image at a time (measured before the metric pass, whose stacked outputs are ours): Linux
   ``VmHWM`` (peak RSS) after the runs minus ``VmRSS`` before loading, with ``VmHWM`` reset
   first through ``/proc/self/clear_refs`` and memory freed by the previous row returned to
   the OS (glibc ``malloc_trim``) so that it is not silently reused. Shared libraries already
@@ -94,11 +95,11 @@ def measure(name: str, open_fn, images, targets, task, num_classes, threads: int
     runner = open_fn(threads)
     runner(images[:1])
     init_ms = (time.perf_counter() - t0) * 1e3
+    p50, p95 = time_runner(runner, images[0], runs_)
+    hwm = _status_kb("VmHWM")  # before scoring: the stacked outputs are not the runtime's
+    peak = round((hwm - rss0) / 1024, 1) if can_peak and hwm and rss0 else None
     probs = runner(images)
     metric_name, metric = verify.task_metric(probs, targets, task, num_classes)
-    p50, p95 = time_runner(runner, images[0], runs_)
-    hwm = _status_kb("VmHWM")
-    peak = round((hwm - rss0) / 1024, 1) if can_peak and hwm and rss0 else None
     del runner
     return {"format": name, "metric_name": metric_name, "metric": metric, "p50_ms": round(p50, 3),
             "p95_ms": round(p95, 3), "init_ms": round(init_ms, 1), "peak_mb": peak, "probs": probs}

@@ -7,8 +7,9 @@ Keras). A bare model file takes its metadata from the run it sits in (``RUN/mode
 or ``RUN/exports/*``), else from its input shape, with generic class names.
 
 Segmentation probabilities pass through an optional post-processing hook before the
-argmax — ``postprocess(probs [H, W, C], image uint8 [H, W, 3]) -> probs`` at the model's
-resolution — which is where a dense CRF (``kcv predict --crf``, a later issue) plugs in.
+argmax — ``postprocess(image uint8 [H, W, 3], probs [H, W, C]) -> probs`` at the model's
+resolution — which is where a dense CRF plugs in: ``kcv.postprocess.crf.dense_crf`` has
+exactly that signature (``kcv predict --crf``, a later issue).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def predict_images(predictor: Predictor, images: list[Path], out: Path | None = 
             yield Prediction(_classification_record(path, probs, predictor.class_names, top_k), probs)
             continue
         if postprocess is not None:
-            probs = postprocess(probs, x.astype(np.uint8))
+            probs = postprocess(x.astype(np.uint8), probs)
         stem = path.stem if path.stem not in stems else f"{path.stem}-{stems[path.stem]}"
         stems[path.stem] = stems.get(path.stem, 1) + 1
         yield Prediction(_segmentation_record(path, probs, original, predictor.class_names, out, stem), probs)
