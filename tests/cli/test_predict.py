@@ -106,3 +106,24 @@ def test_bad_inputs_are_one_line_errors(cnn_exported, images, tmp_path, capsys):
     for argv, message in cases:
         code, out, err = run_cli(["predict", *argv], capsys)
         assert code == 2 and message in err and one_error(err), (argv, err)
+
+
+def test_postprocess_hook_sees_image_and_probabilities(unet_exported, tmp_path):
+    """The hook a dense CRF plugs into: fn(image uint8 [H,W,3], probs [H,W,C]) -> probs."""
+    from kcv.export.predict import open_predictor, predict_images
+
+    run_dir, _ = unet_exported
+    xs, _ = shapes.make_split(1, 32, "segmentation", "val")
+    Image.fromarray(xs[0]).save(tmp_path / "a.png")
+    seen = []
+
+    def all_background(image, probs):
+        seen.append((image.dtype, image.shape, probs.shape))
+        out = np.zeros_like(probs)
+        out[..., 0] = 1
+        return out
+
+    predictor = open_predictor(run_dir, runtime="tflite")
+    (result,) = predict_images(predictor, [tmp_path / "a.png"], out=tmp_path / "o", postprocess=all_background)
+    assert seen == [(np.uint8, (32, 32, 3), (32, 32, 4))]
+    assert result.record["classes"] == {"background": 1.0}
