@@ -2,7 +2,7 @@
 
 Each format is written to a temporary name in ``exports/``, loaded in its own runtime,
 compared with the Keras inference model on validation images, and renamed into place only
-if it passes (DESIGN §5 "verified round trip"). Results are merged into
+if it passes (DESIGN §7.5: a verified round trip in the real runtime). Results are merged into
 ``exports/report.json``; a failed format keeps the previous good file, if any.
 
 Pass rules (also written into each report entry as ``rule``):
@@ -20,6 +20,7 @@ Pass rules (also written into each report entry as ``rule``):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -233,7 +234,7 @@ def check_options(formats, options: ExportOptions, given: set) -> None:
 
 
 def export_run(run=None, formats=("tflite",), options: ExportOptions | None = None, given=(),
-               root=runs.DEFAULT_ROOT, log=print) -> ExportResult:
+               root=runs.DEFAULT_ROOT, log=print, samples: int | None = None) -> ExportResult:
     """Export a run to each of ``formats``, verify each file, merge ``exports/report.json``.
 
     Args:
@@ -242,6 +243,7 @@ def export_run(run=None, formats=("tflite",), options: ExportOptions | None = No
         options: conversion and verification options.
         given: names of the options the user set explicitly (checked for applicability).
         log: where progress lines go.
+        samples: shorthand for ``options.samples`` (the skeleton's signature).
 
     Returns:
         The merged report, whether every requested format passed, and the failures.
@@ -250,6 +252,8 @@ def export_run(run=None, formats=("tflite",), options: ExportOptions | None = No
     from kcv.models import inference_model
 
     options = options or ExportOptions()
+    if samples is not None:
+        options = dataclasses.replace(options, samples=samples)
     check_options(formats, options, set(given))
     run_dir = runs.resolve_run(run, root)
     model, cfg = runs.load_run(run_dir)
