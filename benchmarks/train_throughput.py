@@ -56,6 +56,9 @@ VARIANTS = {
     "kcv-fit-spe8": ("keras", {"fused_bn": True, "spe": 8}, {}, "kcv's fit, steps_per_execution=8"),
     "kcv-fit-jit": ("keras", {"fused_bn": True, "jit": True}, {}, "kcv's fit, XLA"),
     "kcv-fit-bf16": ("keras", {"fused_bn": True, "precision": "mixed_bfloat16"}, {}, "kcv's fit, mixed_bfloat16"),
+    "interleaved": ("interleaved", {}, {"OMP_WAIT_POLICY": "PASSIVE"},
+                    "plain Keras, kcv and PyTorch in one process, steps alternating"),
+    "pipeline-interleaved": ("pipeline", {}, {}, "fit on arrays vs on kcv's train_stream, epochs alternating"),
     "kcv-train": ("kcv", {"augment": "none"}, {}, "kcv train (tf.data pipeline, no augmentation)"),
     "kcv-train-aug": ("kcv", {"augment": None}, {}, "kcv train (default segmentation augmentation: flip)"),
     "fit-memory": ("memory", {}, {}, "model.fit on in-memory arrays: same model, loss, metrics, epochs"),
@@ -128,8 +131,8 @@ def run_keras(settings, steps, warmup):
     return {"img_per_sec": BATCH * steps / timer.seconds[-1], "trainable_params": trainable}
 
 
-def run_torch(settings, steps, warmup):
-    """The same U-Net in PyTorch, a plain training loop over in-memory batches."""
+def torch_step(settings):
+    """``(step(i), trainable params)`` for the PyTorch U-Net: one Adam step per call."""
     import torch
     from torch import nn
 
@@ -161,14 +164,14 @@ def run_torch(settings, steps, warmup):
             return self.head(x)
 
     torch.manual_seed(0)
-    model = UNet()
     fmt = torch.channels_last if settings.get("channels_last") else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    model = UNet().to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(0)
     xs = [(torch.rand(BATCH, 3, IMG, IMG, generator=g) * 255).contiguous(memory_format=fmt) for _ in range(4)]
     ys = [torch.randint(0, CLASSES, (BATCH, IMG, IMG), generator=g) for _ in range(4)]
+    model.train()
 
     def step(i):
         opt.zero_grad(set_to_none=True)
@@ -177,16 +180,62 @@ def run_torch(settings, steps, warmup):
         loss.backward()
         opt.step()
 
-    model.train()
+    return step, int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def run_torch(settings, steps, warmup):
+    """The same U-Net in PyTorch, a plain training loop over in-memory batches."""
+    import torch
+
+    step, trainable = torch_step(settings)
     for i in range(warmup):
         step(i)
     t0 = time.perf_counter()
     for i in range(steps):
         step(i)
     seconds = time.perf_counter() - t0
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"img_per_sec": BATCH * steps / seconds, "trainable_params": int(trainable),
+    return {"img_per_sec": BATCH * steps / seconds, "trainable_params": trainable,
             "threads": torch.get_num_threads()}
+
+
+def keras_step(fused_bn: bool):
+    """``step(i)``: one ``train_on_batch`` of the kcv U-Net, traced with or without fused BN."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from kcv.train.fused_bn import fused_batch_norm
+
+    model = _keras_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0, 255, (BATCH, IMG, IMG, 3)).astype("float32"))
+    y = tf.constant(rng.integers(0, CLASSES, (BATCH, IMG, IMG)).astype("int32"))
+    with fused_batch_norm(fused_bn):  # the step function is traced here, once
+        model.train_on_batch(x, y)
+    return lambda i: model.train_on_batch(x, y)
+
+
+def run_interleaved(settings, steps, warmup):
+    """Plain Keras, kcv (fused BN) and PyTorch in ONE process, one step of each in turn;
+    the median step time of each. Load changes on a shared machine then hit all three
+    alike, so the ratios hold even when the absolute figures do not. PyTorch runs with
+    OMP_WAIT_POLICY=PASSIVE here (set by the orchestrator), or its spinning OpenMP threads
+    would steal the cores from TensorFlow's next step."""
+    import statistics as st
+
+    steps_by_name = {"keras": keras_step(False), "kcv": keras_step(True), "torch": torch_step({})[0]}
+    times = {k: [] for k in steps_by_name}
+    for i in range(warmup + steps):
+        for name, step in steps_by_name.items():
+            t0 = time.perf_counter()
+            step(i)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    rate = {k: BATCH / st.median(v) for k, v in times.items()}
+    return {"img_per_sec": rate["kcv"], "keras": rate["keras"], "torch": rate["torch"],
+            "kcv_over_torch": rate["kcv"] / rate["torch"], "keras_over_torch": rate["keras"] / rate["torch"]}
 
 
 def _pipeline_data(steps):
@@ -216,7 +265,7 @@ def run_memory(settings, steps, warmup, epochs=4):
     import keras
     import numpy as np
 
-    from kcv import metrics
+    from kcv import losses, metrics
     from kcv.data.pipeline import load_data
     from kcv.train.fused_bn import fused_batch_norm
 
@@ -224,7 +273,7 @@ def run_memory(settings, steps, warmup, epochs=4):
     x, y = source.arrays("train")
     model = _keras_model()
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255),
+                  loss=losses.get_loss("ce", "segmentation"),
                   metrics=metrics.training_metrics("segmentation", CLASSES), jit_compile=False)
     timer = _EpochTimer()
     with fused_batch_norm(True):
@@ -233,7 +282,46 @@ def run_memory(settings, steps, warmup, epochs=4):
     return {"img_per_sec": statistics.median(rates), "epochs": rates}
 
 
-RUNNERS = {"keras": run_keras, "torch": run_torch, "kcv": run_kcv, "memory": run_memory}
+def run_pipeline_interleaved(settings, steps, warmup, rounds=3):
+    """One model, epochs alternating between ``fit`` on in-memory arrays and ``fit`` on
+    kcv's ``train_stream`` (no augmentation, and the default ``flip``): the pipeline's cost
+    with the load of a shared machine cancelled out. Same loss, metrics, fused BN."""
+    import statistics as st
+
+    import keras
+
+    from kcv import losses, metrics
+    from kcv.augment import Augmenter
+    from kcv.data.pipeline import load_data
+    from kcv.train.fused_bn import fused_batch_norm
+
+    source = load_data(_pipeline_data(steps), "segmentation", IMG)
+    x, y = source.arrays("train")
+    model = _keras_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.get_loss("ce", "segmentation"),
+                  metrics=metrics.training_metrics("segmentation", CLASSES), jit_compile=False)
+    spe = source.steps_per_epoch(BATCH)
+    # each fit() call iterates its stream afresh: epoch 0 of the stream, shuffle and all
+    streams = {"pipeline": source.train_stream(BATCH, 0, 1),
+               "pipeline_flip": source.train_stream(BATCH, 0, 1, augment=Augmenter("flip", "segmentation", CLASSES))}
+    rates = {"memory": [], "pipeline": [], "pipeline_flip": []}
+    with fused_batch_norm(True):
+        for r in range(rounds + 1):  # round 0 warms up (tracing) and is not counted
+            for name in rates:
+                timer = _EpochTimer()
+                if name == "memory":
+                    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[timer.callback])
+                else:
+                    model.fit(streams[name], steps_per_epoch=spe, epochs=1, verbose=0, callbacks=[timer.callback])
+                if r:
+                    rates[name].append(len(x) / timer.seconds[-1])
+    med = {k: st.median(v) for k, v in rates.items()}
+    return {"img_per_sec": med["pipeline"], "memory": med["memory"], "pipeline_flip": med["pipeline_flip"],
+            "overhead": 1 - med["pipeline"] / med["memory"], "overhead_flip": 1 - med["pipeline_flip"] / med["memory"]}
+
+
+RUNNERS = {"keras": run_keras, "torch": run_torch, "kcv": run_kcv, "memory": run_memory,
+           "interleaved": run_interleaved, "pipeline": run_pipeline_interleaved}
 
 
 def worker(name, steps, warmup):
@@ -308,6 +396,14 @@ def render(results, info_before, info_after, steps, date) -> str:
             ratio = f"{r / torch_base:.2f}×" if torch_base else "-"
             runs = ", ".join(f"{v:.1f}" for v in results[name]["runs"])
             lines.append(f"| `{name}` | {VARIANTS[name][3]} | {r:.2f} | {runs} | {ratio} |")
+    if "interleaved" in results:
+        r = results["interleaved"]
+        lines += ["", "Same process, steps alternating (`interleaved`: robust to load changes; PyTorch with "
+                  "`OMP_WAIT_POLICY=PASSIVE`), median step time:", "",
+                  "| plain Keras img/s | kcv img/s | PyTorch img/s | plain Keras ÷ PyTorch | kcv ÷ PyTorch |",
+                  "|---:|---:|---:|---:|---:|",
+                  f"| {r['keras']:.2f} | {r['img_per_sec']:.2f} | {r['torch']:.2f} | "
+                  f"{r['keras_over_torch']:.2f}× | {r['kcv_over_torch']:.2f}× |"]
     if all(n in results for n in ("fit-memory", "kcv-train")):
         base = results["fit-memory"]["img_per_sec"]
         lines += ["", "Input pipeline: `kcv train` (shapes data through tf.data, images/sec of "
@@ -318,6 +414,14 @@ def render(results, info_before, info_after, steps, date) -> str:
                 r = results[name]["img_per_sec"]
                 cost = "reference" if name == "fit-memory" else f"{(1 - r / base) * 100:+.1f} %"
                 lines.append(f"| `{name}` | {VARIANTS[name][3]} | {r:.2f} | {cost} |")
+    if "pipeline-interleaved" in results:
+        r = results["pipeline-interleaved"]
+        lines += ["", "Same model, epochs alternating between the two inputs (`pipeline-interleaved`, robust "
+                  "to load changes), median of 3 epochs each:", "",
+                  "| in-memory arrays img/s | kcv pipeline img/s | cost | kcv pipeline + flip img/s | cost |",
+                  "|---:|---:|---:|---:|---:|",
+                  f"| {r['memory']:.2f} | {r['img_per_sec']:.2f} | {r['overhead'] * 100:+.1f} % | "
+                  f"{r['pipeline_flip']:.2f} | {r['overhead_flip'] * 100:+.1f} % |"]
     lines += ["", END]
     return "\n".join(lines)
 

@@ -31,14 +31,10 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _predictions(model, dataset):
-    """Yield ``(logits float32, int targets)`` per batch of ``dataset``."""
-    import tensorflow as tf
-
-    main = model.outputs[0] if len(model.outputs) > 1 else model.output
-    net = keras.Model(model.inputs, main) if len(model.outputs) > 1 else model
-    step = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+    """Yield ``(logits float32, int targets)`` per batch of ``dataset`` (main output only)."""
+    net = keras.Model(model.inputs, model.outputs[0]) if len(model.outputs) > 1 else model
     for x, y in dataset:
-        yield np.asarray(step(x), np.float32), np.asarray(y)
+        yield np.asarray(net.predict_on_batch(x), np.float32), np.asarray(y)
 
 
 def classification_report(logits: np.ndarray, labels: np.ndarray, class_names) -> tuple[dict, np.ndarray]:

@@ -300,7 +300,8 @@ class _Job:
             for p in self.plugins:
                 model = p.prepare_model(model, cfg, source)
             args = {"optimizer": make_optimizer(cfg, self.steps),
-                    "loss": losses.get_loss(cfg.loss, spec.task, cfg.label_smoothing, soft_labels=self.soft),
+                    "loss": losses.get_loss(cfg.loss, spec.task, label_smoothing=cfg.label_smoothing,
+                                            soft_labels=self.soft),
                     "metrics": metrics.training_metrics(spec.task, source.num_classes, soft_labels=self.soft),
                     # XLA measured slower for these CPU convnets (benchmarks/RESULTS.md)
                     "jit_compile": bool(cfg.jit),
