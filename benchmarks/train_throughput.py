@@ -198,7 +198,7 @@ def run_torch(settings, steps, warmup):
             "threads": torch.get_num_threads()}
 
 
-def keras_step(fused_bn: bool):
+def keras_step(fused_bn: bool, precision: str = "float32"):
     """``step(i)``: one ``train_on_batch`` of the kcv U-Net, traced with or without fused BN."""
     import keras
     import numpy as np
@@ -206,7 +206,8 @@ def keras_step(fused_bn: bool):
 
     from kcv.train.fused_bn import fused_batch_norm
 
-    model = _keras_model()
+    model = _keras_model(precision)
+    keras.config.set_dtype_policy("float32")
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
     rng = np.random.default_rng(0)
@@ -225,7 +226,9 @@ def run_interleaved(settings, steps, warmup):
     would steal the cores from TensorFlow's next step."""
     import statistics as st
 
-    steps_by_name = {"keras": keras_step(False), "kcv": keras_step(True), "torch": torch_step({})[0]}
+    steps_by_name = {"keras": keras_step(False), "kcv": keras_step(True),
+                     "kcv_bf16": keras_step(True, "mixed_bfloat16"), "torch": torch_step({})[0],
+                     "torch_cl": torch_step({"channels_last": True})[0], "torch_bf16": torch_step({"bf16": True})[0]}
     times = {k: [] for k in steps_by_name}
     for i in range(warmup + steps):
         for name, step in steps_by_name.items():
@@ -234,8 +237,7 @@ def run_interleaved(settings, steps, warmup):
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
     rate = {k: BATCH / st.median(v) for k, v in times.items()}
-    return {"img_per_sec": rate["kcv"], "keras": rate["keras"], "torch": rate["torch"],
-            "kcv_over_torch": rate["kcv"] / rate["torch"], "keras_over_torch": rate["keras"] / rate["torch"]}
+    return {"img_per_sec": rate["kcv"], **rate}
 
 
 def _pipeline_data(steps):
@@ -398,12 +400,13 @@ def render(results, info_before, info_after, steps, date) -> str:
             lines.append(f"| `{name}` | {VARIANTS[name][3]} | {r:.2f} | {runs} | {ratio} |")
     if "interleaved" in results:
         r = results["interleaved"]
-        lines += ["", "Same process, steps alternating (`interleaved`: robust to load changes; PyTorch with "
-                  "`OMP_WAIT_POLICY=PASSIVE`), median step time:", "",
-                  "| plain Keras img/s | kcv img/s | PyTorch img/s | plain Keras ÷ PyTorch | kcv ÷ PyTorch |",
-                  "|---:|---:|---:|---:|---:|",
-                  f"| {r['keras']:.2f} | {r['img_per_sec']:.2f} | {r['torch']:.2f} | "
-                  f"{r['keras_over_torch']:.2f}× | {r['kcv_over_torch']:.2f}× |"]
+        names = [("keras", "plain Keras fp32"), ("kcv", "kcv fp32 (fused BN)"), ("kcv_bf16", "kcv mixed_bfloat16"),
+                 ("torch", "PyTorch fp32"), ("torch_cl", "PyTorch fp32 channels_last"),
+                 ("torch_bf16", "PyTorch autocast bf16")]
+        lines += ["", "Same process, one step of each in turn (`interleaved`: load changes hit all alike; "
+                  "PyTorch with `OMP_WAIT_POLICY=PASSIVE`), median step time:", "",
+                  "| model | images/sec | × PyTorch fp32 |", "|---|---:|---:|"]
+        lines += [f"| {label} | {r[k]:.2f} | {r[k] / r['torch']:.2f}× |" for k, label in names if k in r]
     if all(n in results for n in ("fit-memory", "kcv-train")):
         base = results["fit-memory"]["img_per_sec"]
         lines += ["", "Input pipeline: `kcv train` (shapes data through tf.data, images/sec of "
