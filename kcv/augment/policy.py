@@ -73,8 +73,8 @@ class Op:
         return OPS[self.name][0]
 
     def __str__(self) -> str:
-        if self.value is None:
-            return self.name
+        if self.value is None or (self.name == "flip" and self.value == "h"):
+            return self.name  # numbers stay explicit, so config.json reads without the table
         v = self.value
         if isinstance(v, tuple):  # randaugment (n, m)
             v = f"{v[0]}x{v[1]}"

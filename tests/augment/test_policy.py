@@ -14,6 +14,7 @@ def test_policy_string_round_trips_through_its_canonical_form():
     assert parse_policy(str(p)) == p and p.mixing
     assert str(parse_policy("none")) == "none" and not parse_policy("none")
     assert str(parse_policy("rotate90, flip=v")) == "rotate90,flip=v"
+    assert str(parse_policy("flip=h,rotate=15,randaugment,cutmix=0.5")) == "flip,rotate=15,randaugment=2x9,cutmix=0.5"
     for task in ("classification", "segmentation"):
         assert parse_policy(default_policy(task), task)
 
@@ -21,7 +22,7 @@ def test_policy_string_round_trips_through_its_canonical_form():
 def test_yaml_policy_files(tmp_path):
     f = tmp_path / "aug.yaml"
     f.write_text("augment:\n  - flip\n  - rotate: 10\n  - randaugment: 2x5\n")
-    assert str(parse_policy(str(f))) == "flip=h,rotate=10,randaugment=2x5"
+    assert str(parse_policy(str(f))) == "flip,rotate=10,randaugment=2x5"
     g = tmp_path / "aug2.yml"
     g.write_text("flip: hv\ncrop: 0.7\nmixup:\n")
     assert str(parse_policy(str(g), "classification")) == "flip=hv,crop=0.7,mixup=0.2"
