@@ -45,6 +45,12 @@ def test_mixed_precision_trains_without_nan_and_saves_float32(precision, tmp_pat
     assert 0 <= m["val_miou"] <= 1 and math.isfinite(m["val_loss"])
 
 
+def test_mirrored_strategy_trains_on_the_local_devices(tmp_path):
+    run = train(TrainConfig(**MINI, distribute="mirrored", out=str(tmp_path)))
+    assert finite_losses(run)
+    assert json.loads((run / "config.json").read_text())["replicas"] >= 1
+
+
 def test_xla_and_steps_per_execution_train_without_nan(tmp_path):
     run = train(TrainConfig(**MINI, jit=True, steps_per_execution=2, out=str(tmp_path)))
     assert finite_losses(run)
