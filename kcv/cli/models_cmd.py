@@ -6,6 +6,7 @@ import click
 
 
 @click.command("models")
+@click.argument("names", nargs=-1)
 @click.option("--task", type=click.Choice(["classification", "segmentation"]), default=None,
               help="Only list models of this task.")
 @click.option("--markdown", is_flag=True,
@@ -13,8 +14,8 @@ import click
                    "figures (torchvision, keras.applications, papers) and the % difference.")
 @click.option("--no-cache", is_flag=True,
               help="Rebuild every model instead of reading $KCV_CACHE_DIR (default ~/.cache/kcv).")
-def command(task, markdown, no_cache):
-    """List every architecture: name, task, family, parameters and GFLOPs at 224×224.
+def command(names, task, markdown, no_cache):
+    """List every architecture (or only NAMES): name, task, family, parameters and GFLOPs at 224.
 
     Parameters are counted for 1000 classes (classification) or 21 classes
     (segmentation, the PASCAL VOC count); "params" is the Keras total (BatchNorm moving
@@ -28,4 +29,4 @@ def command(task, markdown, no_cache):
         click.echo(f"building {name} at 224 px ({i}/{n}) ...", err=True)
 
     make = catalog.markdown_table if markdown else catalog.registry_table
-    click.echo(make(task, use_cache=not no_cache, progress=progress))
+    click.echo(make(task, use_cache=not no_cache, progress=progress, names=names))

@@ -248,19 +248,20 @@ def info_report(arch: str, img_size: int = 224, num_classes: int | None = None,
         width = max(24, *(len(r[0]) for r in rows))
         head = f"{'layer':<{width}} {'type':<22} {'output':<18} {'params':>11} {'MACs':>14} {'RF':>10}"
         lines += ["", head, "-" * len(head)]
-        lines += [f"{n:<{width}} {t:<22} {s:<18} {p:>11,} {m:>14,} {r:>10}" for n, t, s, p, m, r in rows]
+        lines += [f"{n:<{width}} {t:<22} {s:<18} {p:>11,} {m:>14,} {r:>10}".rstrip()
+                  for n, t, s, p, m, r in rows]
         lines.append("")
     total, trainable = model.count_params(), _trainable(model)
     macs = count_macs(model)
     t, name = last_feature_map(model)
     rf = fields[id(t)]
     jump = "×".join(dict.fromkeys(_fmt(j) for j in rf.jump))
-    lines += [f"params         {total:,} ({trainable:,} trainable, {total - trainable:,} non-trainable)",
-              f"MACs           {macs:,} ({macs / 1e9:.3f} GMACs = 'GFLOPs' as papers count them)",
+    lines += [f"params          {total:,} ({trainable:,} trainable, {total - trainable:,} non-trainable)",
+              f"MACs            {macs:,} ({macs / 1e9:.3f} GMACs = 'GFLOPs' as papers count them)",
               f"receptive field {RF(rf.size, rf.jump).text()} px at stride {jump} "
               f"(last feature map: {name}, {_shape_text(t.shape)})"]
     if rf.global_context:
-        lines.append("                plus global context: a global pooling (squeeze-and-excitation) "
+        lines.append("                 plus global context: a global pooling (squeeze-and-excitation) "
                      "feeds it the whole image (+g in the table)")
     return "\n".join(lines)
 

@@ -87,12 +87,16 @@ def natural_key(name: str):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
-def rows(task: str | None = None, use_cache: bool = True, progress=None) -> list[dict]:
-    """Rows of every model of ``task``, with ``task``, ``family`` and ``reference`` added.
+def rows(task: str | None = None, use_cache: bool = True, progress=None, names=None) -> list[dict]:
+    """Rows of every model of ``task`` (or of ``names``), with ``task``, ``family`` and
+    ``reference`` added, in natural name order.
 
     ``progress(name, i, n)`` is called before each model that has to be built.
     """
-    names = sorted(list_models(task), key=natural_key)
+    if names:
+        for name in names:
+            get_spec(name)  # unknown names raise KcvError with close matches
+    names = sorted((n for n in list_models(task) if not names or n in names), key=natural_key)
     out = []
     for i, name in enumerate(names, 1):
         if progress and not (use_cache and _cache_file(name).is_file()):
@@ -103,12 +107,12 @@ def rows(task: str | None = None, use_cache: bool = True, progress=None) -> list
     return out
 
 
-def registry_table(task: str | None = None, use_cache: bool = True, progress=None) -> str:
+def registry_table(task: str | None = None, use_cache: bool = True, progress=None, names=None) -> str:
     """Plain table: name, task, family, params (Keras total), trainable params, GFLOPs@224."""
     head = (f"{'name':<18} {'task':<15} {'family':<13} {'params':>13} {'trainable':>13} "
             f"{'GFLOPs@224':>11}")
     lines = [head, "-" * len(head)]
-    for r in rows(task, use_cache, progress):
+    for r in rows(task, use_cache, progress, names):
         lines.append(f"{r['name']:<18} {r['task']:<15} {r['family']:<13} {r['params']:>13,} "
                      f"{r['trainable']:>13,} {r['macs'] / 1e9:>11.2f}")
     return "\n".join(lines)
@@ -124,12 +128,12 @@ def _pct(ours, ref) -> str:
     return f"{100.0 * (ours - ref) / ref:+.2f} %" if ref else "—"
 
 
-def markdown_table(task: str | None = None, use_cache: bool = True, progress=None) -> str:
+def markdown_table(task: str | None = None, use_cache: bool = True, progress=None, names=None) -> str:
     """The README model table: our params/GFLOPs beside the reference figures and the % difference."""
     lines = ["| model | task | params | GFLOPs@224 | reference params | reference GFLOPs "
              "| Δ params | Δ GFLOPs | reference |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows(task, use_cache, progress):
+    for r in rows(task, use_cache, progress, names):
         ref = r["reference"]
         kind = reference_count(ref)
         ours = r["params"] if kind == "total" else r["trainable"]
