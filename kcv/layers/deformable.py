@@ -95,7 +95,7 @@ class DeformableConv2D(layers.Layer):
     def call(self, x):
         kh, kw = self.kernel_size
         kk = kh * kw
-        om = self.offset(x)
+        om = ops.cast(self.offset(x), "float32")  # positions in float32 even under mixed precision
         channels = x.shape[-1]
         h, w = (x.shape[1] if x.shape[1] is not None else ops.shape(x)[1],
                 x.shape[2] if x.shape[2] is not None else ops.shape(x)[2])

@@ -113,6 +113,14 @@ def test_serialises_and_accepts_any_input_size(tmp_path, rng):
         np.testing.assert_allclose(got, model(x), atol=1e-6)
 
 
+def test_resnet50_dcn_encoder_takes_any_input_size_and_output_stride(rng):
+    from kcv.models.backbone import build_encoder
+
+    enc = build_encoder("resnet50_dcn", (None, None, 3), strides=(4, 16, 32), output_stride=16)
+    feats = enc(rng.uniform(0, 255, (1, 40, 72, 3)).astype("float32"))
+    assert [tuple(f.shape) for f in feats] == [(1, 10, 18, 256), (1, 3, 5, 1024), (1, 3, 5, 2048)]
+
+
 def tflite_ops(path) -> set[str]:
     from ai_edge_litert.interpreter import Interpreter
 

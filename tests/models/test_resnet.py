@@ -89,7 +89,7 @@ def test_output_stride_keeps_tap_names_and_resolution(output_stride, sizes):
     # torchvision: the block that gave up its stride keeps the previous dilation
     assert dilations["resnet50_stage5_block1_2_conv"] == ((2, 2) if output_stride == 8 else (1, 1))
     assert dilations["resnet50_stage5_block2_2_conv"] == ((4, 4) if output_stride == 8 else (2, 2))
-    full = kcv.create_model("resnet50", 1000, (224, 224, 3), output_stride=output_stride)
+    full = kcv.create_model("resnet50", 1000, (64, 64, 3), output_stride=output_stride)
     assert full.count_params() == PINNED["resnet50"][0]  # dilation adds no weights
 
 
