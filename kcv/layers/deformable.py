@@ -13,6 +13,8 @@ written with ``keras.ops`` only: coordinates → ``floor`` → four corner indic
 input flattened to ``(B·H·W, C)`` → ONE ``take`` along axis 0 (TFLite's built-in ``GATHER``:
 no ``GatherNd``, no ``batch_dims``, int32 indices, so the converter needs no Flex op) →
 weighted sum → a 1×1 convolution over the ``K²·C`` sampled values (built-in ``CONV_2D``).
+No tensor has more than 4 dimensions, so fp32, fp16, dynamic-range and full-int8 TFLite all
+convert and run.
 
 Memory: the gathered corners, ``B·Ho·Wo·K²·4·C`` floats, are kept for backprop. In
 ``resnet50_dcn`` that is ≈ 110 MB per 224-px image over the 13 deformable layers (≈ 9 MB at
@@ -92,45 +94,55 @@ class DeformableConv2D(layers.Layer):
         taps = ops.cast(ops.arange(k) * d, "float32")
         return starts[:, None] + taps[None, :]
 
-    def call(self, x):
+    @staticmethod
+    def _dim(t, axis):
+        return t.shape[axis] if t.shape[axis] is not None else ops.shape(t)[axis]
+
+    def _positions(self, om, h, w):
+        """Sampling rows/columns ``(B, Ho, Wo, K²)`` in a frame padded by one zero pixel."""
         kh, kw = self.kernel_size
         kk = kh * kw
-        om = ops.cast(self.offset(x), "float32")  # positions in float32 even under mixed precision
-        channels = x.shape[-1]
-        h, w = (x.shape[1] if x.shape[1] is not None else ops.shape(x)[1],
-                x.shape[2] if x.shape[2] is not None else ops.shape(x)[2])
-        ho, wo = (om.shape[1] if om.shape[1] is not None else ops.shape(om)[1],
-                  om.shape[2] if om.shape[2] is not None else ops.shape(om)[2])
-        batch = ops.shape(x)[0]
-        offsets = ops.reshape(om[..., :2 * kk], (-1, ho, wo, kk, 2))
-        mask = ops.sigmoid(om[..., 2 * kk:])                                  # (B, Ho, Wo, K²)
+        ho, wo = self._dim(om, 1), self._dim(om, 2)
+        gy = ops.broadcast_to(self._grid(h, ho, 0)[:, None, :, None], (ho, wo, kh, kw))
+        gx = ops.broadcast_to(self._grid(w, wo, 1)[None, :, None, :], (ho, wo, kh, kw))
+        # offsets are interleaved (dy, dx) per tap; the +1 enters the padded frame. Clipping to
+        # [-1, size + 2] changes nothing (such points read only padding zeros) but keeps huge
+        # offsets from overflowing the int32 indices.
+        y = ops.reshape(gy, (1, ho, wo, kk)) + om[..., 0:2 * kk:2] + 1.0
+        x = ops.reshape(gx, (1, ho, wo, kk)) + om[..., 1:2 * kk:2] + 1.0
+        return (ops.clip(y, -1.0, ops.cast(h + 2, "float32")),
+                ops.clip(x, -1.0, ops.cast(w + 2, "float32")))
 
-        # Absolute sampling positions, shifted by +1 into a 1-pixel zero-padded frame.
-        gy = ops.reshape(ops.broadcast_to(self._grid(h, ho, 0)[:, None, :, None], (ho, wo, kh, kw)),
-                         (1, ho, wo, kk))
-        gx = ops.reshape(ops.broadcast_to(self._grid(w, wo, 1)[None, :, None, :], (ho, wo, kh, kw)),
-                         (1, ho, wo, kk))
+    def call(self, x):
+        kk = self.kernel_size[0] * self.kernel_size[1]
+        channels = x.shape[-1]
+        om = ops.cast(self.offset(x), "float32")  # positions in float32 even under mixed precision
+        h, w = self._dim(x, 1), self._dim(x, 2)
+        ho, wo = self._dim(om, 1), self._dim(om, 2)
         hp, wp = h + 2, w + 2
-        # Clipping to [-1, size+2] changes nothing (such points read only padding zeros) but keeps
-        # huge offsets from overflowing the int32 indices.
-        y = ops.clip(gy + offsets[..., 0] + 1.0, -1.0, ops.cast(hp, "float32"))
-        xx = ops.clip(gx + offsets[..., 1] + 1.0, -1.0, ops.cast(wp, "float32"))
+        y, xx = self._positions(om, h, w)
+        mask = ops.sigmoid(om[..., 2 * kk:])
         y0, x0 = ops.floor(y), ops.floor(xx)
         wy1, wx1 = y - y0, xx - x0
         wy0, wx0 = 1.0 - wy1, 1.0 - wx1
-        weights = ops.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], axis=-1) * mask[..., None]
 
-        def idx(v, limit):
+        def clip_index(v, limit):
             return ops.cast(ops.clip(v, 0.0, ops.cast(limit - 1, "float32")), "int32")
 
-        y0i, y1i = idx(y0, hp), idx(y0 + 1.0, hp)
-        x0i, x1i = idx(x0, wp), idx(x0 + 1.0, wp)
-        base = ops.reshape(ops.arange(batch, dtype="int32") * (hp * wp), (-1, 1, 1, 1))
-        corners = ops.stack([y0i * wp + x0i, y0i * wp + x1i, y1i * wp + x0i, y1i * wp + x1i], axis=-1)
+        y0i, y1i = clip_index(y0, hp), clip_index(y0 + 1.0, hp)
+        x0i, x1i = clip_index(x0, wp), clip_index(x0 + 1.0, wp)
+        # Four corners, corner-major along the last axis; every tensor stays 4-D or less, which
+        # the TFLite kernels (and their int8 versions) require.
+        base = ops.reshape(ops.arange(self._dim(x, 0), dtype="int32") * (hp * wp), (-1, 1, 1, 1))
+        index = ops.concatenate([y0i * wp + x0i, y0i * wp + x1i, y1i * wp + x0i, y1i * wp + x1i],
+                                axis=-1) + base
+        weight = ops.concatenate([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], axis=-1)
+        weight = weight * ops.concatenate([mask] * 4, axis=-1)
         flat = ops.reshape(ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), (-1, channels))
-        gathered = ops.take(flat, corners + base[..., None], axis=0)        # (B, Ho, Wo, K², 4, C)
-        sampled = ops.sum(gathered * ops.cast(weights[..., None], gathered.dtype), axis=-2)
-        sampled = ops.reshape(sampled, (-1, ho, wo, kk * channels))         # tap-major, as kernel
+        corners = ops.take(flat, ops.reshape(index, (-1, ho * wo, 4 * kk)), axis=0)  # (B, HoWo, 4K², C)
+        corners = corners * ops.cast(ops.reshape(weight, (-1, ho * wo, 4 * kk, 1)), corners.dtype)
+        sampled = ops.sum(ops.reshape(corners, (-1, 4, kk * channels)), axis=1)  # tap-major, as kernel
+        sampled = ops.reshape(sampled, (-1, ho, wo, kk * channels))
         kernel = ops.reshape(self.kernel, (1, 1, kk * channels, self.filters))
         out = ops.conv(sampled, kernel, strides=1, padding="valid")
         if self.use_bias:
