@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `kcv models` caches rows under $KCV_CACHE_DIR: keep tests out of the user's ~/.cache/kcv
+os.environ["KCV_CACHE_DIR"] = __import__("tempfile").mkdtemp(prefix="kcv-test-cache-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
