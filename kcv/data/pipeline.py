@@ -130,15 +130,15 @@ def _cast_one_hot(num_classes: int):
     return cast
 
 
-def _shapes_source(task, img_size, n_train):
-    n_val = max(8, n_train // 4) if n_train != shapes.DEFAULT_TRAIN else shapes.DEFAULT_VAL
+def _shapes_source(task, img_size, n_train=None):
+    spec = "shapes" if n_train is None else f"shapes:{n_train}"
+    n_train, n_val = shapes.DEFAULT_SIZES[task] if n_train is None else (n_train, max(8, n_train // 4))
     arrays = {"train": shapes.make_split(n_train, img_size, task, "train"),
               "val": shapes.make_split(n_val, img_size, task, "val")}
 
     def raw(split):
         return tf.data.Dataset.from_tensor_slices(arrays[split])
 
-    spec = "shapes" if n_train == shapes.DEFAULT_TRAIN else f"shapes:{n_train}"
     return DataSource(task, spec, img_size, shapes.class_names(task), n_train, n_val, raw)
 
 
@@ -202,8 +202,8 @@ def load_data(data: str, task: str, img_size: int, seed: int = 0, val_split: flo
     """Resolve ``--data``: ``shapes``, ``shapes:N`` (N training images) or a folder path."""
     m = re.fullmatch(r"shapes(?::(\d+))?", str(data))
     if m:
-        n = int(m.group(1)) if m.group(1) else shapes.DEFAULT_TRAIN
-        if n < 2:
+        n = int(m.group(1)) if m.group(1) else None
+        if n is not None and n < 2:
             raise KcvError(f"--data {data}: need at least 2 training images")
         return _shapes_source(task, img_size, n)
     if task == "classification":

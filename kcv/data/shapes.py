@@ -2,7 +2,9 @@
 
 Deterministic and offline: image ``i`` of a split is drawn from its own random stream
 ``(seed, split, i)``, so ``shapes:200`` is a prefix of ``shapes:800`` and the validation
-split never changes with the training seed. Classification images hold one shape (label =
+split never changes with the training seed. ``shapes`` alone means 3000 training / 600
+validation images for classification and 800 / 200 for segmentation; ``shapes:N`` means
+N training and N/4 validation images. Classification images hold one shape (label =
 shape); segmentation images hold one to three shapes and a per-pixel mask
 (0 = background, 1 = circle, 2 = square, 3 = triangle).
 """
@@ -13,7 +15,12 @@ import numpy as np
 
 SHAPE_NAMES = ("circle", "square", "triangle")
 SEGMENTATION_NAMES = ("background",) + SHAPE_NAMES
-DEFAULT_TRAIN, DEFAULT_VAL = 800, 200
+# (train, val) of plain ``--data shapes``. Classification gets more images: a CNN trained
+# from scratch needs ~500 steps before it finds shape (rather than colour) features — with
+# 800 images a 6-conv net stayed at chance (val 0.33 after 12 epochs), with 3000 it reached
+# val 1.00 by epoch 7. Segmentation learns from every pixel, and 800 images keep the
+# quick-start U-Net run under 3 minutes.
+DEFAULT_SIZES = {"classification": (3000, 600), "segmentation": (800, 200)}
 _SPLITS = {"train": 0, "val": 1, "test": 2, "unlabeled": 3}
 
 
