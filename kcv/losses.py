@@ -1,19 +1,111 @@
-"""Losses as pure functions of ``(y_true, logits)``, and the factory the training loop uses."""
+"""Losses as pure functions of ``(y_true, logits)``, and the factory the training loop uses.
+
+Segmentation labels equal to 255 are ignored by every loss (DESIGN §5). Logits are cast to
+float32 first so the losses are safe under mixed precision.
+"""
 
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from kcv.errors import KcvError
 
 IGNORE_LABEL = 255
-LOSSES = ("ce",)
+LOSSES = ("ce", "dice", "focal", "ce+dice")
 
 
-def get_loss(name: str, task: str):
-    """The Keras loss for ``--loss name``: sparse cross-entropy from logits (255 ignored
-    for segmentation)."""
-    if name == "ce":
-        ignore = IGNORE_LABEL if task == "segmentation" else None
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore)
-    raise KcvError(f"--loss '{name}': choose one of {', '.join(LOSSES)}")
+def _flatten(y_true, logits):
+    """``(labels int32 [P], logits float32 [P, C], valid float32 [P])`` over all pixels."""
+    logits = ops.cast(logits, "float32")
+    c = ops.shape(logits)[-1]
+    logits = ops.reshape(logits, (-1, c))
+    labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+    valid = ops.cast(ops.not_equal(labels, IGNORE_LABEL), "float32")
+    labels = ops.where(ops.equal(labels, IGNORE_LABEL), 0, labels)  # any valid index; masked out
+    return labels, logits, valid
+
+
+def _class_weight(labels, class_weights, valid):
+    if class_weights is None:
+        return valid
+    w = ops.convert_to_tensor(class_weights, dtype="float32")
+    return ops.take(w, labels) * valid
+
+
+def cross_entropy(y_true, logits, class_weights=None):
+    """Mean sparse cross-entropy over labelled pixels/samples, optionally class-weighted
+    (weighted mean: Σ w_y·CE / Σ w_y, as PyTorch's ``CrossEntropyLoss(weight=...)``)."""
+    labels, logits, valid = _flatten(y_true, logits)
+    ce = -ops.take_along_axis(ops.log_softmax(logits, axis=-1), labels[:, None], axis=-1)[:, 0]
+    w = _class_weight(labels, class_weights, valid)
+    return ops.sum(ce * w) / ops.maximum(ops.sum(w), 1e-8)
+
+
+def focal(y_true, logits, gamma: float = 2.0, class_weights=None):
+    """Focal loss (Lin et al. 2017, arXiv:1708.02002): −(1−p_t)^γ · log p_t, mean over
+    labelled pixels; ``class_weights`` play the role of α."""
+    labels, logits, valid = _flatten(y_true, logits)
+    logp = ops.take_along_axis(ops.log_softmax(logits, axis=-1), labels[:, None], axis=-1)[:, 0]
+    loss = -((1.0 - ops.exp(logp)) ** gamma) * logp
+    w = _class_weight(labels, class_weights, valid)
+    return ops.sum(loss * w) / ops.maximum(ops.sum(w), 1e-8)
+
+
+def soft_dice(y_true, logits, smooth: float = 1.0, class_weights=None):
+    """Soft Dice loss (Milletari et al. 2016, V-Net): 1 − mean over classes of
+    (2·Σ p·g + s) / (Σ p + Σ g + s), summed over the labelled pixels of the batch."""
+    labels, logits, valid = _flatten(y_true, logits)
+    probs = ops.softmax(logits, axis=-1) * valid[:, None]
+    onehot = ops.one_hot(labels, ops.shape(logits)[-1]) * valid[:, None]
+    inter = ops.sum(probs * onehot, axis=0)
+    denom = ops.sum(probs, axis=0) + ops.sum(onehot, axis=0)
+    dice = (2.0 * inter + smooth) / (denom + smooth)
+    if class_weights is None:
+        return 1.0 - ops.mean(dice)
+    w = ops.convert_to_tensor(class_weights, dtype="float32")
+    return 1.0 - ops.sum(dice * w) / ops.sum(w)
+
+
+@keras.saving.register_keras_serializable(package="kcv")
+class KcvLoss(keras.losses.Loss):
+    """A Keras wrapper of the pure losses above, selected by ``kind`` (``ce``, ``dice``,
+    ``focal``, ``ce+dice``), with optional per-class weights."""
+
+    def __init__(self, kind: str = "ce", class_weights=None, gamma: float = 2.0, name=None, **kwargs):
+        super().__init__(name=name or f"kcv_{kind}", **kwargs)
+        if kind not in LOSSES:
+            raise KcvError(f"--loss '{kind}': choose one of {', '.join(LOSSES)}")
+        self.kind = kind
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.gamma = float(gamma)
+
+    def call(self, y_true, y_pred):
+        cw = self.class_weights
+        if self.kind == "ce":
+            return cross_entropy(y_true, y_pred, cw)
+        if self.kind == "focal":
+            return focal(y_true, y_pred, self.gamma, cw)
+        if self.kind == "dice":
+            return soft_dice(y_true, y_pred, class_weights=cw)
+        return cross_entropy(y_true, y_pred, cw) + soft_dice(y_true, y_pred, class_weights=cw)
+
+    def get_config(self):
+        return {**super().get_config(), "kind": self.kind, "class_weights": self.class_weights,
+                "gamma": self.gamma}
+
+
+def get_loss(name: str, task: str, class_weights=None):
+    """The Keras loss for ``--loss name``.
+
+    Classification uses Keras' sparse cross-entropy (only ``ce`` and ``focal`` make sense
+    there); segmentation uses :class:`KcvLoss`, which ignores label 255.
+    """
+    if name not in LOSSES:
+        raise KcvError(f"--loss '{name}': choose one of {', '.join(LOSSES)}")
+    if task == "classification":
+        if name in ("dice", "ce+dice"):
+            raise KcvError(f"--loss {name}: Dice is a segmentation loss; use ce or focal")
+        if name == "ce" and class_weights is None:
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return KcvLoss(name, class_weights)

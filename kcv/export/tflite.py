@@ -1,34 +1,164 @@
-"""TFLite conversion and the LiteRT runner used to verify and benchmark ``.tflite`` files."""
+"""TFLite conversion (fp32, fp16, dynamic-range int8, full int8) and the LiteRT runner.
+
+Every variant starts from one SavedModel written by ``Model.export(format="tf_saved_model")``
+and goes through ``tf.lite.TFLiteConverter.from_saved_model`` — the route Keras' own
+``Model.export(format="litert")`` takes internally (ExportArchive → SavedModel →
+converter). Staging the SavedModel once lets ``kcv export --all`` convert four variants
+without tracing the model four times, and hands the quantization debugger
+(:mod:`kcv.export.quantize`) a real converter object, which ``Model.export`` does not expose.
+
+Conversions allow ``SELECT_TF_OPS`` so that a model needing Flex ops still converts and
+:func:`kcv.export.ops.check_ops` can name those ops; the export driver then refuses the
+file unless ``--allow-flex``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+VARIANTS = ("fp32", "fp16", "dynamic", "int8")
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence the converter: MLIR prints "fully_quantize: 0, ..." and pass statistics on
+    fd 1/2 from C++, and TensorFlow warns that ``tf.lite.Interpreter`` (used inside the
+    quantization debugger) is deprecated. None of it is actionable for a kcv user."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":  # the user asked for every log line
+        yield
+        return
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no usable fds 1/2 (some embedded interpreters): stay loud
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def stage_saved_model(model, directory, batch: int | None = 1) -> Path:
+    """Write ``model`` (an inference model) as a SavedModel with one ``serve`` endpoint.
+
+    ``batch=1`` (the default, used for every TFLite variant) fixes the batch dimension:
+    with a dynamic batch, ``Conv2DTranspose`` needs its output shape at run time and the
+    file gains SHAPE/PACK ops that the GPU and NNAPI delegates do not take, splitting the
+    graph. A batch-1 file can still be resized by ``interpreter.resize_tensor_input``.
+    """
+    import tensorflow as tf
+
+    directory = Path(directory)
+    spec = tf.TensorSpec((batch, *model.input_shape[1:]), tf.float32, name=model.inputs[0].name)
+    with quiet():
+        model.export(str(directory), format="tf_saved_model", verbose=False, input_signature=[spec])
+    return directory
+
+
+def representative_dataset(images: np.ndarray):
+    """The converter's calibration callback: one float32 image per step, batch 1."""
+    def gen():
+        for img in images:
+            yield [np.asarray(img, np.float32)[None]]
+    return gen
+
+
+def make_converter(saved_model_dir, variant: str, calibration: np.ndarray | None = None):
+    """A ``TFLiteConverter`` configured for ``variant`` (one of :data:`VARIANTS`).
+
+    * ``fp32``: no optimization.
+    * ``fp16``: weights stored as float16 (``supported_types=[float16]``); CPU kernels
+      dequantize them once at load, the GPU delegate computes in fp16.
+    * ``dynamic``: weights int8, activations float, quantized on the fly per op.
+    * ``int8``: weights and activations int8 calibrated on ``calibration`` images, int8
+      input and output tensors (``TFLITE_BUILTINS_INT8``: conversion fails rather than
+      leave a float op behind).
+    """
+    import tensorflow as tf
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown TFLite variant {variant!r}")
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    conv.experimental_enable_resource_variables = True  # as Model.export(format="litert")
+    if variant == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("int8 conversion needs calibration images")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative_dataset(calibration)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv
+
+
+def convert(saved_model_dir, variant: str, calibration: np.ndarray | None = None) -> bytes:
+    """The ``.tflite`` flatbuffer of ``variant``."""
+    with quiet():
+        return make_converter(saved_model_dir, variant, calibration).convert()
+
 
 def convert_fp32(model, path: Path, **_) -> None:
-    """Write ``model`` as a float32 ``.tflite`` file with built-in ops only."""
-    # Model.export prints "Saved artifact at ..." on stdout; the CLI prints its own table.
-    with contextlib.redirect_stdout(io.StringIO()):
-        model.export(str(path), format="litert", verbose=False)
+    """Write ``model`` as a float32 ``.tflite`` file (standalone helper, used by the zoo test)."""
+    with tempfile.TemporaryDirectory(prefix="kcv-savedmodel-") as tmp:
+        data = convert(stage_saved_model(model, Path(tmp) / "sm"), "fp32")
+    Path(path).write_bytes(data)
 
 
 class LiteRTRunner:
-    """Runs a ``.tflite`` file one image at a time in the LiteRT interpreter (XNNPACK)."""
+    """Runs a ``.tflite`` file one image at a time in the LiteRT interpreter (XNNPACK).
 
-    def __init__(self, path, num_threads: int = 2):
+    Args:
+        model: path of a ``.tflite`` file, or its bytes.
+        num_threads: CPU threads for XNNPACK.
+
+    Integer (int8) input and output tensors are quantized and dequantized here with the
+    file's own scale and zero point, so callers always pass float pixels and get float
+    probabilities.
+    """
+
+    def __init__(self, model, num_threads: int = 2):
         from ai_edge_litert.interpreter import Interpreter
 
         from kcv._quiet import silenced_fd2
 
+        source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) \
+            else {"model_path": str(model)}
         with silenced_fd2():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on every load
-            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self.interpreter = Interpreter(**source, num_threads=num_threads)
             self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+
+    @property
+    def input_shape(self) -> tuple:
+        """``(H, W, C)`` of the input (``None`` where the file allows any size)."""
+        sig = self.input.get("shape_signature", self.input["shape"])
+        return tuple(None if d < 0 else int(d) for d in sig[1:])
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for a batch of float RGB images, as float32."""

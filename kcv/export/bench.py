@@ -1,0 +1,254 @@
+"""``kcv benchmark``: size, metric and batch-1 CPU latency of every verified export of a run.
+
+One row per format, Keras included:
+
+* **size MB**: the file (the SavedModel folder; for Keras, ``model.keras`` as training
+  saved it, optimizer state included — about 3× the weights with Adam).
+* **metric / Δ**: accuracy or mIoU on the validation images (``--samples``), and its
+  change against Keras in points.
+* **latency p50 / p95**: ``--runs`` timed calls on one image after ``WARMUP`` untimed
+  ones, batch 1. LiteRT with its default XNNPACK delegate and ``--threads``; onnxruntime
+  with ``--threads`` intra-op threads (see :mod:`kcv.export.onnx` for its options); Keras
+  through a ``tf.function`` (``model.predict`` per image would add ~100 ms of overhead)
+  with TensorFlow's own thread pools.
+* **init ms**: from opening the file to the end of the first inference (load, graph
+  optimization, tracing, allocation).
+* **peak MB**: peak resident memory added by loading that format and running it on one
+  image at a time (measured before the metric pass, whose stacked outputs are ours): Linux
+  ``VmHWM`` (peak RSS) after the runs minus ``VmRSS`` before loading, with ``VmHWM`` reset
+  first through ``/proc/self/clear_refs`` and memory freed by the previous row returned to
+  the OS (glibc ``malloc_trim``) so that it is not silently reused. Shared libraries already
+  loaded (TensorFlow is, for every row) are not counted, nor the one-time state of LiteRT and
+  onnxruntime (each is warmed up on one file before measuring). ``None`` where the kernel
+  does not allow the reset.
+
+Timings from a shared machine are noisy; ``benchmarks/RESULTS.md`` says where each figure
+was measured.
+"""
+
+from __future__ import annotations
+
+import gc
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kcv import runs
+from kcv.errors import KcvError
+from kcv.export import runners, verify
+from kcv.export.formats import FORMATS
+
+WARMUP = 5
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by the previous row back to the OS (glibc ``malloc_trim``), so
+    that the next row's allocations show up in its RSS instead of reusing freed heap."""
+    import ctypes
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def time_runner(runner, image: np.ndarray, runs_: int) -> tuple[float, float]:
+    """``(p50, p95)`` in ms of ``runs_`` batch-1 calls after :data:`WARMUP` warm-up calls."""
+    batch = image[None]
+    for _ in range(WARMUP):
+        runner(batch)
+    times = []
+    for _ in range(runs_):
+        t0 = time.perf_counter()
+        runner(batch)
+        times.append(time.perf_counter() - t0)
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 95) * 1e3)
+
+
+def measure(name: str, open_fn, images, targets, task, num_classes, threads: int, runs_: int) -> dict:
+    """One benchmark row: open with ``open_fn(threads)``, score, time, measure memory."""
+    _release_freed_memory()
+    can_peak = _reset_peak()
+    rss0 = _status_kb("VmRSS")
+    t0 = time.perf_counter()
+    runner = open_fn(threads)
+    runner(images[:1])
+    init_ms = (time.perf_counter() - t0) * 1e3
+    p50, p95 = time_runner(runner, images[0], runs_)
+    hwm = _status_kb("VmHWM")  # before scoring: the stacked outputs are not the runtime's
+    peak = round((hwm - rss0) / 1024, 1) if can_peak and hwm and rss0 else None
+    probs = runner(images)
+    metric_name, metric = verify.task_metric(probs, targets, task, num_classes)
+    del runner
+    return {"format": name, "metric_name": metric_name, "metric": metric, "p50_ms": round(p50, 3),
+            "p95_ms": round(p95, 3), "init_ms": round(init_ms, 1), "peak_mb": peak, "probs": probs}
+
+
+def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, samples: int = 200,
+                  root=runs.DEFAULT_ROOT, log=print) -> dict:
+    """Benchmark Keras and each verified export of a run; write ``report.json``/``report.md``.
+
+    Args:
+        formats: names (``keras`` and keys of :data:`FORMATS`); ``None`` = every verified one.
+        threads: CPU threads for every runtime.
+        runs_: timed calls per format.
+
+    Returns:
+        The benchmark section written into ``report.json``.
+    """
+    import tensorflow as tf
+
+    from kcv.data.pipeline import load_data
+
+    if threads < 1 or runs_ < 1 or samples < 1:
+        raise KcvError("--threads, --runs and --samples must be at least 1")
+    run_dir = runs.resolve_run(run, root)
+    cfg = runs.load_config(run_dir)
+    report_path = run_dir / "exports" / "report.json"
+    report = runs.read_json(report_path) if report_path.is_file() else {"run": str(run_dir), "formats": {}}
+    chosen = _choose_formats(run_dir, report, formats)
+    # Keras uses TF's pools; match the thread count so the comparison is fair. TensorFlow
+    # refuses once its runtime has started (e.g. a second benchmark in one process).
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+    tf_threads = tf.config.threading.get_intra_op_parallelism_threads() or "TF default (all cores)"
+    source = load_data(cfg["data"], cfg["task"], cfg["img_size"], seed=cfg.get("seed", 0),
+                       val_split=cfg.get("val_split", 0.2))
+    images, targets = source.arrays("val", limit=samples)
+    _warm_runtimes(chosen, images[:1], threads)
+    rows = []
+    for name, path in chosen:
+        log(f"benchmarking {name} ({path.name}) ...")
+        open_fn = (lambda t: runners.KerasRunner(runners.inference_keras(path))) if name == "keras" \
+            else (lambda t, p=path, f=FORMATS[name]: _open_format(f, p, t))
+        row = measure(name, open_fn, images, targets, cfg["task"], cfg["num_classes"], threads, runs_)
+        row["size_mb"] = round(_size(path) / 2**20, 4)
+        row["file"] = str(path.relative_to(run_dir))
+        rows.append(row)
+    keras_row = next((r for r in rows if r["format"] == "keras"), None)
+    reference = keras_row["probs"] if keras_row else None
+    for row in rows:
+        probs = row.pop("probs")
+        if keras_row is not None:
+            row["delta_points"] = round(100 * (row["metric"] - keras_row["metric"]), 3)
+            row["max_abs_diff"] = float(np.max(np.abs(probs - reference)))
+    section = {"threads": threads, "keras_threads": tf_threads, "runs": runs_, "samples": int(len(images)), "batch": 1,
+               "machine": _machine(), "rows": rows}
+    report["benchmark"] = section
+    runs.write_json(report_path, report)
+    runs.write_text(run_dir / "exports" / "report.md", report_markdown(report))
+    return section
+
+
+def _warm_runtimes(chosen, image, threads) -> None:
+    """Run one file of each runtime once before measuring, so that the first row of a
+    runtime is not charged with loading its shared library and one-time global state."""
+    seen = set()
+    for name, path in chosen:
+        runtime = "keras" if name == "keras" else FORMATS[name].runtime
+        if runtime not in seen and runtime in ("tflite", "onnx"):
+            seen.add(runtime)
+            _open_format(FORMATS[name], path, threads)(image)
+
+
+def _open_format(fmt, path: Path, threads: int):
+    if fmt.runtime == "tflite":
+        from kcv.export.tflite import LiteRTRunner
+        return LiteRTRunner(path, threads)
+    if fmt.runtime == "onnx":
+        from kcv.export.onnx import OnnxRunner
+        return OnnxRunner(path, threads)
+    return runners.SavedModelRunner(path)
+
+
+def _choose_formats(run_dir: Path, report: dict, formats) -> list[tuple[str, Path]]:
+    verified = {k: run_dir / "exports" / e["file"] for k, e in report.get("formats", {}).items()
+                if e.get("status") in ("ok", "accepted") and (run_dir / "exports" / e["file"]).exists()}
+    available = {"keras": run_dir / runs.MODEL_FILE, **verified}
+    if formats is None:
+        return list(available.items())
+    unknown = [f for f in formats if f != "keras" and f not in FORMATS]
+    if unknown:
+        raise KcvError(f"--formats: unknown {', '.join(unknown)}; known: keras, {', '.join(FORMATS)}")
+    missing = [f for f in formats if f not in available]
+    if missing:
+        raise KcvError(f"--formats: no verified {', '.join(missing)} export in {run_dir}/exports; "
+                       f"run `kcv export {' '.join('--' + m for m in missing)}` first")
+    return [(f, available[f]) for f in formats]
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+def _machine() -> dict:
+    import os
+
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version()}
+
+
+def benchmark_table(section: dict) -> str:
+    """The benchmark rows as a Markdown table (also what ``kcv benchmark`` prints)."""
+    head = ("| format | size MB | metric | Δ vs Keras (pts) | p50 ms | p95 ms | init ms | peak MB |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in section["rows"]:
+        delta = "—" if r["format"] == "keras" or "delta_points" not in r else f"{r['delta_points']:+.2f}"
+        peak = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.1f}"
+        lines.append(f"| {r['format']} | {r['size_mb']:.3f} | {r['metric_name']} {r['metric']:.4f} | {delta} | "
+                     f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['init_ms']:.0f} | {peak} |")
+    return "\n".join(lines)
+
+
+def verification_table(report: dict) -> str:
+    """The export verification entries as a Markdown table."""
+    lines = ["| format | file | MB | ×fp32 | max abs Δprob | agreement | metric keras → file | rule | status |",
+             "|---|---|---:|---:|---:|---:|---|---|---|"]
+    for name, e in report.get("formats", {}).items():
+        if "metric" not in e:  # refused before verification (Flex ops)
+            lines.append(f"| {name} | — | — | — | — | — | — | — | {e.get('status')}: {e.get('reason', '')} |")
+            continue
+        ratio = f"{e['size_vs_fp32']:.3f}" if "size_vs_fp32" in e else "—"
+        lines.append(f"| {name} | {e['file']} | {e['size_mb']:.3f} | {ratio} | {e['max_abs_diff']:.2e} | "
+                     f"{e['agreement']:.2%} | {e['metric']} {e['metric_keras']:.4f} → {e['metric_file']:.4f} | "
+                     f"{e.get('rule', '').replace('|', '&#124;')} | {e['status']} |")
+    return "\n".join(lines)
+
+
+def report_markdown(report: dict) -> str:
+    """``exports/report.md``: verification and (if run) benchmark tables."""
+    parts = [f"# Exports of {report.get('run', '')}", "",
+             f"Verification on {report.get('samples', '?')} validation images against the Keras inference model.",
+             "", verification_table(report)]
+    bench = report.get("benchmark")
+    if bench:
+        m = bench["machine"]
+        parts += ["", f"## Benchmark (batch 1, {bench['threads']} threads, {bench['runs']} runs, "
+                      f"{m['cores']} cores, {m['cpu']})", "", benchmark_table(bench)]
+    return "\n".join(parts) + "\n"

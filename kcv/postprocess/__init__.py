@@ -1,0 +1,1 @@
+"""Post-processing of per-pixel probability maps."""
