@@ -61,7 +61,8 @@ def _check_model_args(cfg, spec, num_train: int):
                        f"(the reference set is the training split)")
     k = cfg.model_args.get("k", spec.hyperparameters["k"])
     if not isinstance(k, int) or not 1 <= k <= num_train:
-        raise KcvError(f"--model-arg k={k}: must be an integer between 1 and the {num_train} training images")
+        raise KcvError(f"--model-arg k={k}: must be an integer between 1 and the "
+                       f"{num_train} training images")
 
 
 def extract(feature_model: keras.Model, dataset):

@@ -38,13 +38,13 @@ SCALING = {
     "efficientnet_b4": (1.4, 1.8, 380, 0.4), "efficientnet_b5": (1.6, 2.2, 456, 0.4),
     "efficientnet_b6": (1.8, 2.6, 528, 0.5), "efficientnet_b7": (2.0, 3.1, 600, 0.5),
 }
-BN_EPSILON = 1e-3
+BN_EPSILON = 1e-3  # the reference TF implementation's value
 # He initialisation over the fan-OUT, as the reference implementations (TF EfficientNet,
 # torchvision) do. Keras' "he_normal" uses the fan-in, which for a depthwise kernel
 # (k, k, C, 1) is k·k·C — C times too large — and made the activations vanish by ~1e-13
 # through B1's 23 blocks (measured), after which one SGD step overflowed.
 CONV_INIT = {"class_name": "VarianceScaling",
-             "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}  # the reference TF implementation's value
+             "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}
 
 
 def round_filters(filters: int, width: float, divisor: int = 8) -> int:

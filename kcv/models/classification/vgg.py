@@ -57,7 +57,8 @@ def build_vgg(num_classes: int, input_shape, convs_per_block, dropout: float = 0
         return keras.Model(inputs, x, name=f"{name}_features")
     x = layers.Flatten(name=f"{name}_flatten")(x)
     for i in (1, 2):
-        x = layers.Dense(4096, activation="relu", kernel_initializer="he_normal", name=f"{name}_fc{i}")(x)
+        x = layers.Dense(4096, activation="relu", kernel_initializer="he_normal",
+                         name=f"{name}_fc{i}")(x)
         x = layers.Dropout(dropout, name=f"{name}_fc{i}_dropout")(x)
     logits = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name=name)
@@ -88,7 +89,8 @@ def _register(variant: str):
         return build_vgg(num_classes, input_shape, convs, dropout, batch_norm, features_only, variant)
 
     builder.__name__ = builder.__qualname__ = variant
-    builder.__doc__ = f"{variant.upper()} (configuration {'D' if variant == 'vgg16' else 'E'} of the paper)."
+    config = "D" if variant == "vgg16" else "E"
+    builder.__doc__ = f"{variant.upper()} (configuration {config} of the paper)."
     return builder
 
 
