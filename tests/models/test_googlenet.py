@@ -90,6 +90,16 @@ def test_loss_is_main_plus_0_3_times_each_aux(small):
         ce(y, main), rel=1e-5)
 
 
+def test_a_loss_given_by_name_works_too(small):
+    model, x, y = small
+    named = kcv.create_model("googlenet", 3, (32, 32, 3))
+    named.compile(loss="sparse_categorical_crossentropy")
+    probs = [keras.ops.softmax(t) for t in model(x, training=False)]
+    named_loss = float(named.compute_loss(x, y, probs, training=True))
+    want = sum(w * ce(y, np.log(np.asarray(p))) for w, p in zip((1, 0.3, 0.3), probs))
+    assert named_loss == pytest.approx(want, rel=1e-4)
+
+
 def test_fit_reports_plain_metric_names(small):
     model, x, y = small
     hist = model.fit(x, y, batch_size=2, epochs=1, validation_data=(x, y), verbose=0)

@@ -55,7 +55,13 @@ class AuxiliaryHeadsModel(keras.Model):
         self.aux_weight = float(aux_weight)
 
     def _head_loss(self, y, y_pred, sample_weight):
-        return keras.losses.get(self.loss)(y, y_pred, sample_weight=sample_weight)
+        loss = keras.losses.get(self.loss)
+        if isinstance(loss, keras.losses.Loss):
+            return loss(y, y_pred, sample_weight=sample_weight)
+        per_sample = loss(y, y_pred)  # a plain loss function, e.g. compile(loss="...")
+        if sample_weight is not None:
+            per_sample = per_sample * ops.cast(sample_weight, per_sample.dtype)
+        return ops.mean(per_sample)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         main, *aux = y_pred
