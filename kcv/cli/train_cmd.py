@@ -57,6 +57,9 @@ RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
 @click.option("--name", default=None, help="Run directory name [default: the architecture, suffixed -2, -3...].")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
               help="Hyperparameter for the architecture, repeatable (e.g. base_filters=16).")
+@click.option("--backbone", default=None, metavar="RUN",
+              help="--arch knn only: compare a trained classifier run's penultimate features "
+                   "instead of raw pixels.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(quiet, model_args, **flags):
     """Train ARCH on the built-in shapes data or a folder; write saved_models/<name>/.
@@ -67,6 +70,7 @@ def command(quiet, model_args, **flags):
       kcv train --arch unet --data my_data/ --img-size 128 --model-arg base_filters=32
       kcv train --arch lenet5 --augment flip,crop=0.8,cutmix --schedule cosine --warmup-epochs 1
       kcv train --resume saved_models/unet --epochs 20
+      kcv train --arch knn --backbone saved_models/resnet18 --model-arg k=5
     """
     import json
 

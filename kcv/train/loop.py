@@ -77,6 +77,7 @@ class TrainConfig:
     distribute: str = "auto"
     tensorboard: bool = False
     resume: str | None = None
+    backbone: str | None = None  # k-NN only: a trained classifier run whose features it uses
     verbose: int = 1
 
     def resolved(self) -> "TrainConfig":
@@ -237,6 +238,10 @@ def train(config: TrainConfig) -> Path | None:
     """
     from kcv.data.pipeline import load_data
 
+    if not config.resume and (config.backbone is not None or get_spec(config.arch).family == "knn"):
+        from kcv.train.knn import fit_knn  # no gradients: one pass stores the reference set
+
+        return fit_knn(config)
     cfg, run_dir, state = _start(config)
     strategy = distribute.select(cfg.distribute)
     chief = distribute.is_chief(strategy)
