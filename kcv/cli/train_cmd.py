@@ -24,15 +24,19 @@ from kcv.cli.options import parse_model_args
 @click.option("--name", default=None, help="Run directory name [default: the architecture, suffixed -2, -3...].")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
               help="Hyperparameter for the architecture, repeatable (e.g. base_filters=16).")
+@click.option("--backbone", default=None, metavar="RUN",
+              help="--arch knn only: compare a trained classifier run's penultimate features "
+                   "instead of raw pixels.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(arch, data, epochs, batch_size, img_size, lr, optimizer, loss, seed, val_split,
-            out, name, model_args, quiet):
+            out, name, model_args, backbone, quiet):
     """Train ARCH on the built-in shapes data or a folder; write saved_models/<name>/.
 
     \b
     Example:
       kcv train --arch unet
       kcv train --arch unet --data my_data/ --img-size 128 --model-arg base_filters=32
+      kcv train --arch knn --backbone saved_models/resnet18 --model-arg k=5
     """
     import json
 
@@ -41,7 +45,7 @@ def command(arch, data, epochs, batch_size, img_size, lr, optimizer, loss, seed,
     cfg = TrainConfig(arch=arch, data=data, epochs=epochs, batch_size=batch_size, img_size=img_size,
                       lr=lr, optimizer=optimizer, loss=loss, seed=seed, val_split=val_split,
                       out=out, name=name, model_args=parse_model_args(model_args),
-                      verbose=0 if quiet else 1)
+                      backbone=backbone, verbose=0 if quiet else 1)
     run_dir = train(cfg)
     final = json.loads((run_dir / "metrics.json").read_text())
     shown = {k: round(v, 4) for k, v in final.items() if k.startswith("val_") and isinstance(v, float)}

@@ -42,6 +42,7 @@ class TrainConfig:
     out: str = str(runs.DEFAULT_ROOT)
     name: str | None = None
     model_args: dict = field(default_factory=dict)
+    backbone: str | None = None  # k-NN only: a trained classifier run whose features it uses
     verbose: int = 1
 
     def resolved(self) -> "TrainConfig":
@@ -91,6 +92,10 @@ def train(config: TrainConfig) -> Path:
     """Train ``config.arch`` and write its run directory; return the directory."""
     from kcv.data.pipeline import load_data
 
+    if config.backbone is not None or get_spec(config.arch).family == "knn":
+        from kcv.train.knn import fit_knn  # no gradients: one pass stores the reference set
+
+        return fit_knn(config)
     cfg = config.resolved()
     spec = get_spec(cfg.arch)
     keras.utils.set_random_seed(cfg.seed)

@@ -1,0 +1,138 @@
+"""k-nearest-neighbour classifier (Cover & Hart, "Nearest Neighbor Pattern Classification",
+IEEE Trans. Information Theory 1967) as a Keras model, the course's first baseline.
+
+The model maps an image to a feature vector — its raw pixels (scaled to [-1, 1] and
+flattened) or, with ``kcv train --arch knn --backbone RUN``, a trained classifier's
+penultimate features — and compares it with a stored reference set: the training images'
+features and labels, held as NON-TRAINABLE weights of :class:`NearestNeighbors`. Prediction
+is a vote of the ``k`` nearest references (L2 or cosine), uniform or weighted by inverse
+distance, computed for a whole batch at once: one distance matrix (a matmul), one
+``top_k``, one gather — no Python loop over samples, and every op is a TFLite builtin.
+
+The output is the log of the (lightly smoothed) vote fractions, so the softmax that
+:func:`kcv.models.inference_model` appends gives the vote fractions back as probabilities,
+and the usual cross-entropy/accuracy metrics apply. "Training" is not gradient descent:
+:mod:`kcv.train.knn` fills the reference set in one pass.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from kcv.errors import KcvError
+from kcv.layers import normalized_input
+from kcv.registry import register
+
+METRICS = ("l2", "cosine")
+WEIGHTINGS = ("uniform", "distance")
+SMOOTHING = 1e-3  # vote mass given to every class, so log-probabilities stay finite
+EPSILON = 1e-6
+
+
+@keras.saving.register_keras_serializable(package="kcv")
+class NearestNeighbors(keras.layers.Layer):
+    """Scores of a k-NN vote against a stored reference set.
+
+    Args:
+        num_references: N, rows of the reference set.
+        num_classes: C, classes of the labels.
+        k: neighbours that vote (≤ N).
+        metric: ``"l2"`` (Euclidean) or ``"cosine"``.
+        weighting: ``"uniform"`` (majority vote) or ``"distance"`` (votes ∝ 1 / distance).
+
+    Weights (non-trainable): ``references [N, D]`` float32 and ``labels [N]`` int32; fill
+    them with :meth:`set_reference`. Input ``[B, D]``; output ``[B, C]`` log vote fractions.
+    """
+
+    def __init__(self, num_references: int, num_classes: int, k: int = 5, metric: str = "l2",
+                 weighting: str = "uniform", **kwargs):
+        super().__init__(**kwargs)
+        if metric not in METRICS:
+            raise KcvError(f"metric='{metric}': choose one of {', '.join(METRICS)}")
+        if weighting not in WEIGHTINGS:
+            raise KcvError(f"weighting='{weighting}': choose one of {', '.join(WEIGHTINGS)}")
+        if not 1 <= int(k) <= int(num_references):
+            raise KcvError(f"k={k}: must be between 1 and the {num_references} reference samples")
+        self.num_references, self.num_classes = int(num_references), int(num_classes)
+        self.k, self.metric, self.weighting = int(k), metric, weighting
+
+    def build(self, input_shape):
+        self.references = self.add_weight(shape=(self.num_references, int(input_shape[-1])),
+                                          initializer="zeros", trainable=False, name="references")
+        self.labels = self.add_weight(shape=(self.num_references,), initializer="zeros",
+                                      dtype="int32", trainable=False, name="labels")
+
+    def set_reference(self, features, labels) -> None:
+        """Store ``features [N, D]`` and integer ``labels [N]`` as the reference set."""
+        features, labels = np.asarray(features, np.float32), np.asarray(labels).astype(np.int32)
+        if features.shape != tuple(self.references.shape) or labels.shape != (self.num_references,):
+            raise ValueError(f"reference set {features.shape}/{labels.shape} does not match "
+                             f"{tuple(self.references.shape)}")
+        self.references.assign(features)
+        self.labels.assign(labels)
+
+    def neighbours(self, x):
+        """``(distance [B, k], index [B, k])`` of the k nearest references, nearest first."""
+        x = ops.cast(x, "float32")
+        refs = self.references
+        if self.metric == "cosine":
+            x, refs = ops.normalize(x, axis=-1), ops.normalize(refs, axis=-1)
+            sim, idx = ops.top_k(ops.matmul(x, ops.transpose(refs)), self.k)
+            return ops.maximum(1.0 - sim, 0.0), idx
+        # ||x − r||² = ||x||² − 2 x·r + ||r||²: one matmul for the whole batch.
+        sq = (ops.sum(x * x, axis=-1, keepdims=True) - 2.0 * ops.matmul(x, ops.transpose(refs))
+              + ops.sum(refs * refs, axis=-1)[None, :])
+        neg, idx = ops.top_k(-sq, self.k)
+        return ops.sqrt(ops.maximum(-neg, 0.0)), idx
+
+    def call(self, x):
+        dist, idx = self.neighbours(x)
+        votes = ops.one_hot(ops.take(self.labels, idx, axis=0), self.num_classes)  # [B, k, C]
+        if self.weighting == "distance":
+            votes = votes / (dist[..., None] + EPSILON)
+        votes = ops.sum(votes, axis=1) + SMOOTHING * ops.sum(votes, axis=(1, 2))[:, None]
+        return ops.log(votes / ops.sum(votes, axis=-1, keepdims=True))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {**super().get_config(), "num_references": self.num_references,
+                "num_classes": self.num_classes, "k": self.k, "metric": self.metric,
+                "weighting": self.weighting}
+
+
+def build_knn(num_classes: int, input_shape, k: int = 5, metric: str = "l2",
+              weighting: str = "uniform", reference_size: int | None = None,
+              features: keras.Model | None = None, name: str = "knn") -> keras.Model:
+    """Build a k-NN classifier with an empty (zero) reference set of ``reference_size`` rows.
+
+    Args:
+        features: a model mapping the image to a feature vector (a trained classifier's
+            trunk); ``None`` compares raw pixels scaled to [-1, 1].
+        reference_size: N; defaults to ``k``. :mod:`kcv.train.knn` uses the training set size.
+
+    The reference-set layer is named ``logits`` (the main output, DESIGN §6); its input is
+    the feature vector.
+    """
+    reference_size = int(k if reference_size is None else reference_size)
+    if features is None:
+        inputs, x = normalized_input(input_shape)
+    else:
+        inputs = keras.Input(shape=tuple(input_shape), name="image")
+        x = features(inputs)
+    if len(x.shape) > 2:
+        x = layers.Flatten(name=f"{name}_flatten")(x)
+    scores = NearestNeighbors(reference_size, num_classes, k, metric, weighting, name="logits")(x)
+    return keras.Model(inputs, scores, name=name)
+
+
+@register("knn", task="classification", family="knn", min_size=8,
+          paper="Cover & Hart 1967",
+          train_defaults={"img_size": 32, "epochs": 1, "batch_size": 64, "lr": 1e-3})
+def knn(num_classes, input_shape=(32, 32, 3), k=5, metric="l2", weighting="uniform",
+        reference_size=None):
+    """k-NN on raw pixels (``kcv train --arch knn``; ``--backbone RUN`` for learned features)."""
+    return build_knn(num_classes, input_shape, k, metric, weighting, reference_size)
