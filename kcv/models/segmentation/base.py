@@ -38,7 +38,8 @@ def check_backbone_args(backbone: str, backbone_args) -> dict:
     return args
 
 
-def encoder_taps(image, backbone: str, strides, multiple: int, name: str, backbone_args=None):
+def encoder_taps(image, backbone: str, strides, multiple: int, name: str, backbone_args=None,
+                 actual_strides=None):
     """``(padded image, [features at each of strides])`` of ``backbone`` applied to ``image``.
 
     Args:
@@ -49,6 +50,8 @@ def encoder_taps(image, backbone: str, strides, multiple: int, name: str, backbo
         name: model name, prefix of the pad layer.
         backbone_args: hyperparameters for the backbone builder (``output_stride=16``,
             ``batch_norm=True``, ``alpha=0.5``...).
+        actual_strides: the strides the taps really have, where ``backbone_args`` change
+            them (an atrous backbone's "32" tap at ``output_stride=16``); default ``strides``.
     """
     args = check_backbone_args(backbone, backbone_args)
     padded = PadToMultiple(multiple, name=f"{name}_pad")(image)
@@ -69,11 +72,12 @@ def encoder_taps(image, backbone: str, strides, multiple: int, name: str, backbo
     keras.models.clone_model(encoder, input_tensors=[padded], clone_function=lambda layer: layer,
                              call_function=call_and_capture)
     feats = [captured[s] for s in strides]
-    if not _exact(encoder, feats, strides, multiple):
+    actual = tuple(actual_strides or strides)
+    if not _exact(encoder, feats, actual, multiple):
         # 'valid'-padded families (AlexNet) give taps a pixel short of side/stride; resize them
         # to exactly that, so skips fuse for every backbone.
         feats = [resize_like(f, stride_reference(padded, s, name), f"{name}_align{s}")
-                 for f, s in zip(feats, strides)]
+                 for f, s in zip(feats, actual)]
     return padded, feats
 
 

@@ -61,7 +61,8 @@ def build_deeplabv3plus(num_classes: int, input_shape, backbone: str = "resnet50
     rates = tuple(int(r) for r in atrous_rates) if atrous_rates else aspp_rates(output_stride)
     deep_tap, args = _encoder_plan(backbone, output_stride, backbone_args)
     image = keras.Input(shape=tuple(input_shape), name="image")
-    padded, (low, high) = encoder_taps(image, backbone, (4, deep_tap), output_stride, name, args)
+    padded, (low, high) = encoder_taps(image, backbone, (4, deep_tap), output_stride, name, args,
+                                       actual_strides=(4, output_stride))
 
     x = aspp(high, int(aspp_filters), rates, float(dropout), name=f"{name}_aspp", momentum=BN_MOMENTUM)
     low = conv_bn_act(low, int(low_level_filters), 1, name=f"{name}_low_level", momentum=BN_MOMENTUM)
