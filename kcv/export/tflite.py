@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -123,9 +122,25 @@ def convert(saved_model_dir, variant: str, calibration: np.ndarray | None = None
 
 
 def convert_fp32(model, path: Path, **_) -> None:
-    """Write ``model`` as a float32 ``.tflite`` file (standalone helper, used by the zoo test)."""
-    with tempfile.TemporaryDirectory(prefix="kcv-savedmodel-") as tmp:
-        data = convert(stage_saved_model(model, Path(tmp) / "sm"), "fp32")
+    """Write ``model`` as a float32 batch-1 ``.tflite`` file (standalone helper, used by the
+    registry-wide zoo test).
+
+    Converts a traced concrete function instead of staging a SavedModel on disk: the same
+    graph and ops, about 40 % faster for a ResNet-50 (15 s vs 25 s here), which matters when
+    every architecture of the registry is converted in CI.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32, name=model.inputs[0].name)
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
+    # The converter freezes the variables it can reach from this trackable: Keras 3
+    # variables wrap tf.Variables, which a bare Keras model does not expose to it (NaN out).
+    holder = tf.Module()
+    holder.variables_ = [v.value for v in model.variables]
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], holder)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with quiet():
+        data = conv.convert()
     Path(path).write_bytes(data)
 
 

@@ -137,3 +137,10 @@ def test_models_rows_are_cached_atomically(tmp_path, monkeypatch, capsys):
 def test_models_unknown_name_is_a_user_error(capsys):
     code, _, err = run_cli(["models", "resnet81"], capsys)
     assert code == 2 and "unknown architecture 'resnet81'" in err
+
+
+@pytest.mark.parametrize("cmd", ["info", "models"])
+def test_help(cmd, capsys):
+    code, out, _ = run_cli([cmd, "--help"], capsys)
+    assert code == 0 and "Usage:" in out
+    assert ("--img-size" if cmd == "info" else "--markdown") in out
