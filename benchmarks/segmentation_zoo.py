@@ -69,11 +69,12 @@ def train_one(name: str, arch: str, overrides: dict, root: Path, seed: int) -> d
 
 
 def crf_effect(run_dir: Path) -> dict:
-    """Validation mIoU of ``run_dir``'s best model without and with the dense CRF."""
-    from kcv.postprocess.evaluate import evaluate_segmentation_run
+    """Validation scores of ``run_dir``'s best model without and with the dense CRF
+    (what ``kcv eval RUN`` and ``kcv eval RUN --crf`` print)."""
+    from kcv.evaluate import evaluate_run
 
-    plain = evaluate_segmentation_run(run_dir, crf=False, write=False)
-    refined = evaluate_segmentation_run(run_dir, crf=True, write=False)
+    plain, _ = evaluate_run(run_dir)
+    refined, _ = evaluate_run(run_dir, crf=True)
     keys = ("val_miou", "val_pixel_accuracy", "per_class_iou")
     return {"run": str(run_dir), "without": {k: plain[k] for k in keys}, "with_crf": {k: refined[k] for k in keys}}
 

@@ -73,7 +73,8 @@ class KcvLoss(keras.losses.Loss):
     ``focal``, ``ce+dice``), with optional per-class weights."""
 
     def __init__(self, kind: str = "ce", class_weights=None, gamma: float = 2.0, name=None, **kwargs):
-        super().__init__(name=name or f"kcv_{kind}", **kwargs)
+        # "+" is not allowed in a TensorFlow name scope ("kcv_ce+dice" fails at the first step)
+        super().__init__(name=name or f"kcv_{kind.replace('+', '_')}", **kwargs)
         if kind not in LOSSES:
             raise KcvError(f"--loss '{kind}': choose one of {', '.join(LOSSES)}")
         self.kind = kind
@@ -95,17 +96,29 @@ class KcvLoss(keras.losses.Loss):
                 "gamma": self.gamma}
 
 
-def get_loss(name: str, task: str, class_weights=None):
+def get_loss(name: str, task: str, class_weights=None, label_smoothing: float = 0.0,
+             soft_labels: bool = False):
     """The Keras loss for ``--loss name``.
 
     Classification uses Keras' sparse cross-entropy (only ``ce`` and ``focal`` make sense
-    there); segmentation uses :class:`KcvLoss`, which ignores label 255.
+    there); segmentation uses :class:`KcvLoss`, which ignores label 255. With
+    ``soft_labels`` (classification targets one-hot or mixed by CutMix/MixUp, label
+    smoothing) the categorical Keras losses are used instead.
     """
     if name not in LOSSES:
         raise KcvError(f"--loss '{name}': choose one of {', '.join(LOSSES)}")
+    if task == "classification" and name in ("dice", "ce+dice"):
+        raise KcvError(f"--loss {name}: Dice is a segmentation loss; use ce or focal")
+    if soft_labels:
+        if class_weights is not None:
+            raise KcvError("class weights cannot be combined with soft labels "
+                           "(cutmix/mixup augmentation or --label-smoothing)")
+        if name == "focal":
+            return keras.losses.CategoricalFocalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+        return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+    if label_smoothing:
+        raise KcvError("--label-smoothing needs one-hot targets: classification only")
     if task == "classification":
-        if name in ("dice", "ce+dice"):
-            raise KcvError(f"--loss {name}: Dice is a segmentation loss; use ce or focal")
         if name == "ce" and class_weights is None:
             return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     return KcvLoss(name, class_weights)

@@ -41,9 +41,16 @@ class PixelAccuracy(keras.metrics.Metric):
         return {**super().get_config(), "ignore_class": self.ignore_class}
 
 
-def training_metrics(task: str, num_classes: int) -> list:
+def training_metrics(task: str, num_classes: int, soft_labels: bool = False) -> list:
     """The metrics ``fit`` tracks: accuracy/top-5 for classification; pixel accuracy and
-    mean IoU (argmax of the logits, 255 ignored) for segmentation."""
+    mean IoU (argmax of the logits, 255 ignored) for segmentation.
+
+    ``soft_labels``: classification targets are one-hot/soft (CutMix, MixUp, label
+    smoothing); accuracy compares argmaxes. The names stay ``accuracy``/``top5_accuracy``.
+    """
+    if task == "classification" and soft_labels:
+        return [keras.metrics.CategoricalAccuracy(name="accuracy"),
+                keras.metrics.TopKCategoricalAccuracy(k=min(5, num_classes), name="top5_accuracy")]
     if task == "classification":
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                 keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes), name="top5_accuracy")]

@@ -27,7 +27,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 class DataSource:
     """A labelled data set ready for training: class names, sizes and split pipelines.
 
-    ``make(split)`` returns an unbatched ``tf.data.Dataset`` of ``(image, target)``.
+    ``raw(split)`` returns the decoded, cached, unbatched ``tf.data.Dataset`` of
+    ``(uint8 image, int target)``; everything else is built on it.
     """
 
     task: str
@@ -36,28 +37,84 @@ class DataSource:
     class_names: list
     num_train: int
     num_val: int
-    make: Callable[[str], tf.data.Dataset]
+    raw: Callable[[str], tf.data.Dataset]
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def size(self, split: str) -> int:
+        return self.num_train if split == "train" else self.num_val
+
+    def make(self, split: str) -> tf.data.Dataset:
+        """Unbatched ``(float32 image, int32 target)`` pairs of ``split``."""
+        return self.raw(split).map(_cast, num_parallel_calls=AUTOTUNE)
+
     def dataset(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
-                drop_remainder: bool = False) -> tf.data.Dataset:
-        """A batched, prefetched pipeline of ``split`` (``train`` or ``val``)."""
-        ds = self.make(split)
+                drop_remainder: bool = False, one_hot: bool = False) -> tf.data.Dataset:
+        """A batched, prefetched pipeline of ``split`` (``train`` or ``val``), no augmentation.
+
+        Casting runs once per batch (vectorised), not once per image.
+        """
+        ds = self.raw(split)
         if shuffle:
-            n = self.num_train if split == "train" else self.num_val
-            ds = ds.shuffle(min(n, 10_000), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(AUTOTUNE)
+            ds = ds.shuffle(min(self.size(split), 10_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        cast = _cast_one_hot(self.num_classes) if one_hot else _cast
+        return ds.map(cast, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+    def train_stream(self, batch_size: int, seed: int, epochs: int, initial_epoch: int = 0,
+                     augment=None, one_hot: bool = False, drop_remainder: bool = False) -> tf.data.Dataset:
+        """Batches of epochs ``initial_epoch .. epochs-1`` back to back, for ``fit(steps_per_epoch=...)``.
+
+        Each epoch's order and augmentation are a pure function of ``(seed, epoch)``: epoch
+        ``e`` is shuffled with seed ``(seed, e)`` and batch ``i`` augmented with seed
+        ``(seed, e, i)``. A run resumed at epoch ``e`` therefore sees exactly the batches an
+        uninterrupted run would have seen, and parallel augmentation stays deterministic.
+
+        Args:
+            augment: an :class:`~kcv.augment.Augmenter` or ``None``.
+            one_hot: classification targets as one-hot float32 (soft-label losses).
+        """
+        raw, n = self.raw("train"), self.num_train
+        steps = self.steps_per_epoch(batch_size, drop_remainder)
+
+        def epoch(e: int) -> tf.data.Dataset:
+            # Python-int seeds: Dataset.shuffle cannot take a tensor seed once a global seed is set.
+            order_seed = (int(seed) * 1_000_003 + e) % (2**31 - 1)
+            batches = raw.shuffle(min(n, 10_000), seed=order_seed, reshuffle_each_iteration=False)
+            batches = batches.batch(batch_size, drop_remainder=drop_remainder).take(steps)
+            return batches.enumerate().map(lambda i, batch: (tf.constant(e, tf.int64), i, batch))
+
+        cast = _cast_one_hot(self.num_classes) if one_hot else _cast
+
+        def finish(e, i, batch):
+            images, targets = cast(*batch)
+            if augment is None:
+                return images, targets
+            batch_seed = tf.stack([tf.constant(int(seed), tf.int64), e * (1 << 20) + i])
+            return augment(images, targets, batch_seed)
+
+        # One flat selector over the epochs (not a chain of concatenations, whose depth
+        # would grow with the number of epochs).
+        epochs_ds = [epoch(e) for e in range(initial_epoch, epochs)]
+        if not epochs_ds:
+            epochs_ds = [epoch(initial_epoch).take(0)]
+        choice = tf.data.Dataset.range(len(epochs_ds) * steps).map(lambda j: j // steps)
+        ds = tf.data.Dataset.choose_from_datasets(epochs_ds, choice)
+        return ds.map(finish, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+
+    def steps_per_epoch(self, batch_size: int, drop_remainder: bool = False) -> int:
+        """Batches per training epoch of :meth:`train_stream`."""
+        return max(1, self.num_train // batch_size if drop_remainder else -(-self.num_train // batch_size))
 
     def arrays(self, split: str, limit: int | None = None):
         """``(images float32 [N,H,W,3], targets)`` of the first ``limit`` samples of ``split``."""
-        ds = self.make(split)
+        ds = self.raw(split)
         if limit is not None:
             ds = ds.take(limit)
         xs, ys = [], []
-        for x, y in ds.batch(64).as_numpy_iterator():
+        for x, y in ds.batch(64).map(_cast).as_numpy_iterator():
             xs.append(x)
             ys.append(y)
         return np.concatenate(xs), np.concatenate(ys)
@@ -67,16 +124,22 @@ def _cast(image, target):
     return tf.cast(image, tf.float32), tf.cast(target, tf.int32)
 
 
+def _cast_one_hot(num_classes: int):
+    def cast(image, target):
+        return tf.cast(image, tf.float32), tf.one_hot(tf.cast(target, tf.int32), num_classes)
+    return cast
+
+
 def _shapes_source(task, img_size, n_train):
     n_val = max(8, n_train // 4) if n_train != shapes.DEFAULT_TRAIN else shapes.DEFAULT_VAL
     arrays = {"train": shapes.make_split(n_train, img_size, task, "train"),
               "val": shapes.make_split(n_val, img_size, task, "val")}
 
-    def make(split):
-        return tf.data.Dataset.from_tensor_slices(arrays[split]).map(_cast, num_parallel_calls=AUTOTUNE)
+    def raw(split):
+        return tf.data.Dataset.from_tensor_slices(arrays[split])
 
     spec = "shapes" if n_train == shapes.DEFAULT_TRAIN else f"shapes:{n_train}"
-    return DataSource(task, spec, img_size, shapes.class_names(task), n_train, n_val, make)
+    return DataSource(task, spec, img_size, shapes.class_names(task), n_train, n_val, raw)
 
 
 def decode_image(path, img_size: int):
@@ -96,17 +159,17 @@ def _classification_folders(root, img_size, val_split, seed):
     items = {"train": found.train, "val": found.val}
     cache = {}
 
-    def make(split):
+    def raw(split):
         if split not in cache:
             paths = [str(p) for p, _ in items[split]]
             labels = np.array([lab for _, lab in items[split]], np.int32)
             ds = tf.data.Dataset.from_tensor_slices((paths, labels))
             ds = ds.map(lambda p, y: (decode_image(p, img_size), y), num_parallel_calls=AUTOTUNE)
             cache[split] = ds.cache()
-        return cache[split].map(_cast, num_parallel_calls=AUTOTUNE)
+        return cache[split]
 
     return DataSource("classification", str(root), img_size, found.class_names,
-                      len(found.train), len(found.val), make)
+                      len(found.train), len(found.val), raw)
 
 
 def _segmentation_folders(root, img_size):
@@ -117,17 +180,17 @@ def _segmentation_folders(root, img_size):
              for split, pairs in (("train", found.train), ("val", found.val))}
     cache = {}
 
-    def make(split):
+    def raw(split):
         if split not in cache:
             pairs = found.train if split == "train" else found.val
             paths = [str(p) for p, _ in pairs]
             ds = tf.data.Dataset.from_tensor_slices((paths, masks[split]))
             ds = ds.map(lambda p, m: (decode_image(p, img_size), m), num_parallel_calls=AUTOTUNE)
             cache[split] = ds.cache()
-        return cache[split].map(_cast, num_parallel_calls=AUTOTUNE)
+        return cache[split]
 
     return DataSource("segmentation", str(root), img_size, found.class_names,
-                      len(found.train), len(found.val), make)
+                      len(found.train), len(found.val), raw)
 
 
 def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Training: the loop (the one place that compiles and fits) and its callbacks."""
+"""Training: the loop (the one place that compiles and fits), its callbacks, and the
+extension point for distillation/transfer/self-training (:class:`TrainPlugin`)."""
 
-from kcv.train.loop import TrainConfig, train
+from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin, train
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "TrainPlugin", "register_plugin", "train"]

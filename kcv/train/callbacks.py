@@ -1,39 +1,119 @@
-"""Callbacks that maintain the run directory during ``fit`` (DESIGN §4)."""
+"""Callbacks that maintain the run directory during ``fit`` (DESIGN §4), and resume state.
+
+``last.keras`` is a normal Keras archive (weights + optimizer state) with one extra entry,
+``kcv_state.json``: completed epochs, the best monitored value and its epoch, the history
+rows, and the RNG state. Everything a resumed run needs therefore lives in the one file
+that is renamed into place atomically, so the checkpoint and its bookkeeping can never
+disagree, whatever moment the process is killed at.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import time
+import zipfile
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from kcv import runs
+from kcv.errors import KcvError
+
+STATE_ENTRY = "kcv_state.json"
+LAST_FILE = "last.keras"
+
+
+def save_with_state(model, path, state: dict) -> Path:
+    """Atomically save ``model`` to ``path`` with ``state`` embedded as ``kcv_state.json``."""
+    with runs.atomic_path(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:  # Keras ignores entries it does not know
+            zf.writestr(STATE_ENTRY, json.dumps(state, default=runs._json_default))
+    return Path(path)
+
+
+def read_state(path) -> dict | None:
+    """The ``kcv_state.json`` embedded in a ``.keras`` file, or ``None``."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read(STATE_ENTRY))
+    except (FileNotFoundError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+        return None
+
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """``model`` rebuilt with a float32 dtype policy and the same weights.
+
+    Mixed-precision training keeps float32 master weights; the saved best model is float32
+    so that ``kcv export``/``predict`` never see float16 compute.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers()):
+        return model
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def float32_outputs(model: keras.Model) -> keras.Model:
+    """``model`` with its output layers computing in float32 (mixed precision).
+
+    The logits then reach the loss, the metrics and the inference softmax in float32, as
+    the Keras mixed-precision guide recommends for the last layer.
+    """
+    last = {id(t._keras_history[0]) for t in model.outputs}
+
+    def clone(layer):
+        config = layer.get_config()
+        if id(layer) in last:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 class RunWriter(keras.callbacks.Callback):
-    """Writes ``history.csv``, ``last.keras`` and the best ``model.keras`` after every epoch.
+    """After every epoch: ``model.keras`` if the monitored metric improved, ``last.keras``
+    with the resume state, ``history.csv``; and early stopping after ``patience`` epochs
+    without improvement.
 
     Every write is atomic. Training images/sec is measured from the first to the last
     training batch of each epoch, so validation time does not dilute it.
 
     Args:
-        run_dir: the run directory.
+        run_dir: the run directory (a scratch folder on non-chief workers).
         num_train: training images per epoch (for images/sec).
         monitor: validation metric to maximise for ``model.keras``.
-        history: rows already written (a resumed run), kept in front of the new ones.
-        best: best monitored value so far (a resumed run).
+        state: the resume state of a resumed run (history, best, best_epoch), else ``None``.
+        patience: stop after this many epochs without improvement (``None``: never).
+        deployable: maps the fitted model to the one saved as ``model.keras``
+            (distillation saves the student); float32 in any case.
+        rng: extra RNG bookkeeping stored with the state (the data seed).
     """
 
-    def __init__(self, run_dir, num_train: int, monitor: str, history=None, best=-math.inf):
+    def __init__(self, run_dir, num_train: int, monitor: str, state: dict | None = None,
+                 patience: int | None = None, deployable=None, rng: dict | None = None):
         super().__init__()
+        state = state or {}
         self.run_dir = Path(run_dir)
         self.num_train = num_train
         self.monitor = monitor
-        self.rows = list(history or [])
-        self.best = best
+        self.rows = list(state.get("history", []))
+        self.best = state.get("best", -math.inf)
+        self.best_epoch = state.get("best_epoch", 0)
+        self.patience = patience
+        self.deployable = deployable or (lambda m: m)
+        self.rng = dict(rng or {})
+        self.stopped_early = False
         self._t0 = self._t1 = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -50,12 +130,52 @@ class RunWriter(keras.callbacks.Callback):
         row.update({k: float(v) for k, v in logs.items() if _is_number(v)})
         row["images_per_sec"] = round(self.num_train / max(elapsed, 1e-9), 2)
         self.rows.append(row)
-        runs.write_text(self.run_dir / "history.csv", rows_to_csv(self.rows))
-        runs.save_model(self.model, self.run_dir / "last.keras")
         value = logs.get(self.monitor)
         if value is not None and float(value) > self.best:
-            self.best = float(value)
-            runs.save_model(self.model, self.run_dir / runs.MODEL_FILE)
+            self.best, self.best_epoch = float(value), epoch + 1
+            best = float32_copy(self.deployable(self.model))
+            save_with_state(best, self.run_dir / runs.MODEL_FILE,
+                            {"epoch": epoch + 1, "monitor": self.monitor, "value": self.best})
+        # last.keras carries the whole resume state; history.csv is a readable copy of it,
+        # written after, so a kill in between only leaves history.csv one epoch behind.
+        save_with_state(self.model, self.run_dir / LAST_FILE, self.state(epoch + 1))
+        runs.write_text(self.run_dir / "history.csv", rows_to_csv(self.rows))
+        if self.patience and epoch + 1 - self.best_epoch >= self.patience:
+            self.stopped_early = True
+            self.model.stop_training = True
+
+    def state(self, epochs_done: int) -> dict:
+        # Layer RNGs (dropout) are model variables and travel with the weights; the data
+        # RNG is (seed, epoch) by construction; what is left is Keras' global generator.
+        from keras.src.random.seed_generator import global_seed_generator
+
+        global_state = global_seed_generator().state
+        return {"epoch": epochs_done, "monitor": self.monitor, "best": self.best,
+                "best_epoch": self.best_epoch, "history": self.rows,
+                "rng": {**self.rng, "next_epoch": epochs_done,
+                        "keras_global": np.asarray(global_state.value).tolist()}}
+
+
+class NanGuard(keras.callbacks.TerminateOnNaN):
+    """Stop at the first NaN/Inf loss with a one-line error saying what to do.
+
+    Raising (instead of ``stop_training``) means no callback writes the diverged weights:
+    ``last.keras`` and ``model.keras`` keep the last good epoch.
+    """
+
+    def __init__(self, hint: str):
+        super().__init__(raise_error=True)
+        self.hint = hint
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise KcvError(f"training diverged: loss is {float(loss)} at epoch {self.epoch + 1}, "
+                           f"step {batch + 1}; {self.hint}")
 
 
 def _is_number(v) -> bool:

@@ -1,0 +1,139 @@
+"""Evaluate a trained model on a validation split: the numbers behind ``metrics.json`` and ``kcv eval``.
+
+Classification: accuracy, top-5 accuracy, cross-entropy, per-class precision and recall,
+confusion matrix. Segmentation: mean IoU, pixel accuracy, per-class IoU, cross-entropy
+(label 255 ignored everywhere), confusion matrix over pixels.
+
+Predictions come from the float32 model with ``training=False``; the maths is NumPy on
+logits, so the figures do not depend on how the model was compiled (soft labels, mixed
+precision, distillation wrappers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kcv import metrics, runs
+from kcv.errors import KcvError
+
+IGNORE_LABEL = metrics.IGNORE_LABEL
+EVAL_FILE = "eval.json"
+CONFUSION_FILE = "confusion.png"
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _predictions(model, dataset):
+    """Yield ``(logits float32, int targets)`` per batch of ``dataset`` (main output only)."""
+    net = keras.Model(model.inputs, model.outputs[0]) if len(model.outputs) > 1 else model
+    for x, y in dataset:
+        yield np.asarray(net.predict_on_batch(x), np.float32), np.asarray(y)
+
+
+def classification_report(logits: np.ndarray, labels: np.ndarray, class_names) -> tuple[dict, np.ndarray]:
+    """Scores of ``logits [N, K]`` against integer ``labels [N]``; returns ``(report, cm)``."""
+    k = len(class_names)
+    labels = labels.astype(np.int64)
+    logp = _log_softmax(logits)
+    pred = logp.argmax(-1)
+    top = np.argsort(-logp, axis=-1)[:, :min(5, k)]
+    cm = metrics.confusion_matrix(labels, pred, k)
+    tp = np.diag(cm).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(cm.sum(0) > 0, tp / np.maximum(cm.sum(0), 1), np.nan)
+        recall = np.where(cm.sum(1) > 0, tp / np.maximum(cm.sum(1), 1), np.nan)
+    per_class = {name: {"precision": _num(precision[i]), "recall": _num(recall[i]),
+                        "support": int(cm[i].sum())} for i, name in enumerate(class_names)}
+    report = {"val_accuracy": float((pred == labels).mean()),
+              "val_top5_accuracy": float((top == labels[:, None]).any(-1).mean()),
+              "val_loss": float(-logp[np.arange(len(labels)), labels].mean()),
+              "per_class": per_class}
+    return report, cm
+
+
+def _num(v):
+    return None if np.isnan(v) else float(v)
+
+
+def evaluate_model(model, source, batch_size: int = 32, split: str = "val") -> tuple[dict, np.ndarray]:
+    """Evaluate ``model`` (logits) on ``split`` of a :class:`~kcv.data.pipeline.DataSource`.
+
+    Returns:
+        ``(report, confusion_matrix)``; the report holds the ``metrics.json`` keys.
+    """
+    ds = source.dataset(split, batch_size)
+    if source.task == "classification":
+        logits, labels = zip(*_predictions(model, ds))
+        return classification_report(np.concatenate(logits), np.concatenate(labels), source.class_names)
+    k = source.num_classes
+    cm = np.zeros((k, k), np.int64)
+    nll, count = 0.0, 0
+    for logits, masks in _predictions(model, ds):
+        logp = _log_softmax(logits)
+        masks = masks.astype(np.int64)
+        cm += metrics.confusion_matrix(masks, logp.argmax(-1), k)
+        valid = masks != IGNORE_LABEL
+        picked = np.take_along_axis(logp, np.where(valid, masks, 0)[..., None], axis=-1)[..., 0]
+        nll -= float(picked[valid].sum())
+        count += int(valid.sum())
+    report = {**metrics.segmentation_report(cm, source.class_names),
+              "val_loss": nll / max(count, 1)}
+    return report, cm
+
+
+def evaluate_run(run=None, data: str | None = None, batch_size: int | None = None,
+                 root=runs.DEFAULT_ROOT, crf: bool = False) -> tuple[dict, Path]:
+    """``kcv eval``: evaluate a run's best model on its validation split or on ``data``.
+
+    Writes ``eval.json`` and ``confusion.png`` into the run directory (atomically);
+    segmentation also writes a colour mask and an overlay PNG per image into ``RUN/eval/``.
+    ``crf`` (segmentation): refine the probabilities with the dense CRF first, and write
+    ``eval_crf.json``, ``confusion_crf.png`` and ``RUN/eval_crf/`` instead.
+
+    Returns:
+        ``(report, run_dir)``.
+    """
+    from kcv.data.pipeline import load_data
+    from kcv.viz.confusion import plot_confusion
+
+    run_dir = runs.resolve_run(run, root)
+    model, cfg = runs.load_run(run_dir)
+    if crf and cfg["task"] != "segmentation":
+        raise KcvError(f"--crf refines segmentation masks; {run_dir} is a {cfg['task']} run")
+    data = data or cfg.get("data", "shapes")
+    source = load_data(data, cfg["task"], int(cfg["img_size"]), seed=int(cfg.get("seed", 0)),
+                       val_split=float(cfg.get("val_split", 0.2)))
+    if source.num_classes != int(cfg["num_classes"]):
+        raise KcvError(f"--data {data}: {source.num_classes} classes ({', '.join(source.class_names)}), "
+                       f"but the run was trained on {cfg['num_classes']} ({', '.join(cfg['class_names'])})")
+    batch_size = int(batch_size or cfg.get("batch_size") or 32)
+    if cfg["task"] == "segmentation":
+        from kcv.postprocess.crf import crf_postprocess
+        from kcv.postprocess.evaluate import segmentation_scores
+
+        report, cm = segmentation_scores(model, source, batch_size, crf_postprocess() if crf else None,
+                                         save_dir=run_dir / ("eval_crf" if crf else "eval"))
+    else:
+        report, cm = evaluate_model(model, source, batch_size)
+    report = {"run": str(run_dir), "data": str(data), "split": "val", "num_images": source.num_val,
+              **({"crf": True} if crf else {}), **report, "confusion_matrix": cm.tolist(),
+              "class_names": source.class_names}
+    runs.write_json(run_dir / output_name(EVAL_FILE, crf), report)
+    plot_confusion(cm, source.class_names, run_dir / output_name(CONFUSION_FILE, crf),
+                   title=f"{cfg.get('arch', '')} on {data} (val{', CRF' if crf else ''})")
+    return report, run_dir
+
+
+def output_name(name: str, crf: bool) -> str:
+    """``eval.json`` → ``eval_crf.json`` when the report is of CRF-refined masks."""
+    if not crf:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}_crf{dot}{ext}" if dot else f"{name}_crf"

@@ -1,0 +1,135 @@
+"""``--distribute``: pick a ``tf.distribute`` strategy, and make Keras 3 ``fit`` work under it.
+
+- ``none``: the default strategy (one device).
+- ``mirrored``: ``MirroredStrategy`` over all local GPUs (synchronous data parallelism).
+- ``multiworker``: ``MultiWorkerMirroredStrategy`` from ``TF_CONFIG``: run the same command
+  on every node; each worker reads its shard of every global batch; only the chief
+  (``task.type == "chief"``, or worker 0 when there is no chief) writes the run directory.
+- ``auto``: ``multiworker`` when ``TF_CONFIG`` names more than one task, ``mirrored`` with
+  more than one GPU, else ``none``.
+
+``--batch-size`` is the global batch size in every mode.
+
+Keras 3.15 ``fit`` fails under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585,
+tensorflow/tensorflow#72388) in two places; :func:`prepare_model` works around both for
+the one model kcv fits, and nothing changes for the other strategies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from kcv.errors import KcvError
+
+MODES = ("auto", "none", "mirrored", "multiworker")
+
+
+def _tf_config() -> dict:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return {}
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise KcvError(f"TF_CONFIG: not valid JSON ({e})") from None
+    if not isinstance(cfg, dict) or "cluster" not in cfg or "task" not in cfg:
+        raise KcvError("TF_CONFIG: expected {\"cluster\": {...}, \"task\": {\"type\": ..., \"index\": ...}}")
+    return cfg
+
+
+def _cluster_size(cfg: dict) -> int:
+    return sum(len(v) for k, v in cfg.get("cluster", {}).items() if k in ("chief", "worker"))
+
+
+def select(mode: str):
+    """The strategy for ``--distribute mode`` (see the module docstring)."""
+    if mode not in MODES:
+        raise KcvError(f"--distribute '{mode}': choose one of {', '.join(MODES)}")
+    cfg = _tf_config()
+    if mode == "auto":
+        if _cluster_size(cfg) > 1:
+            mode = "multiworker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            mode = "mirrored"
+        else:
+            mode = "none"
+    if mode == "none":
+        return tf.distribute.get_strategy()
+    if mode == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if not cfg:
+        raise KcvError("--distribute multiworker: set TF_CONFIG on every worker "
+                       "(cluster addresses and this worker's task type and index)")
+    _patch_keras_for_multiworker()
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_multiworker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy) -> bool:
+    """True on the process that writes the run directory."""
+    if not is_multiworker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+
+
+def worker_label(strategy) -> str:
+    if not is_multiworker(strategy):
+        return "local"
+    r = strategy.cluster_resolver
+    return f"{r.task_type} {r.task_id}"
+
+
+def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Shard by elements: in-memory and cached sources have no files to split by."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def prepare_model(model, strategy, element_spec) -> None:
+    """Build the compiled model's metrics and optimizer before ``fit`` under multi-worker.
+
+    Keras' ``_maybe_symbolic_build`` reduces a whole ``(x, y)`` batch across workers in
+    eager mode, which ``CollectiveAllReduceStrategy.reduce`` rejects. Building
+    symbolically from the dataset's element spec needs no data, so the step is skipped.
+    """
+    if not is_multiworker(strategy):
+        return
+    with strategy.scope():
+        model._symbolic_build(data_batch=element_spec)
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+
+
+_PATCHED = False
+
+
+def _patch_keras_for_multiworker() -> None:
+    """Reduce scalar step logs with ``axis=None`` under multi-worker.
+
+    Keras' ``reduce_per_replica`` calls ``strategy.reduce("MEAN", v, axis=0)`` on every
+    log value, and the logs (loss, metric results) are scalars with no axis 0.
+    """
+    global _PATCHED
+    if _PATCHED:
+        return
+    import keras.src.backend.tensorflow.trainer as keras_tf_trainer
+    from keras import tree
+
+    original = keras_tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction="auto"):
+        if reduction in ("auto", "mean") and keras_tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
+    _PATCHED = True
