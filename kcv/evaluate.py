@@ -89,10 +89,13 @@ def evaluate_model(model, source, batch_size: int = 32, split: str = "val") -> t
 
 
 def evaluate_run(run=None, data: str | None = None, batch_size: int | None = None,
-                 root=runs.DEFAULT_ROOT) -> tuple[dict, Path]:
+                 root=runs.DEFAULT_ROOT, crf: bool = False) -> tuple[dict, Path]:
     """``kcv eval``: evaluate a run's best model on its validation split or on ``data``.
 
-    Writes ``eval.json`` and ``confusion.png`` into the run directory (atomically).
+    Writes ``eval.json`` and ``confusion.png`` into the run directory (atomically);
+    segmentation also writes a colour mask and an overlay PNG per image into ``RUN/eval/``.
+    ``crf`` (segmentation): refine the probabilities with the dense CRF first, and write
+    ``eval_crf.json``, ``confusion_crf.png`` and ``RUN/eval_crf/`` instead.
 
     Returns:
         ``(report, run_dir)``.
@@ -102,16 +105,35 @@ def evaluate_run(run=None, data: str | None = None, batch_size: int | None = Non
 
     run_dir = runs.resolve_run(run, root)
     model, cfg = runs.load_run(run_dir)
+    if crf and cfg["task"] != "segmentation":
+        raise KcvError(f"--crf refines segmentation masks; {run_dir} is a {cfg['task']} run")
     data = data or cfg.get("data", "shapes")
     source = load_data(data, cfg["task"], int(cfg["img_size"]), seed=int(cfg.get("seed", 0)),
                        val_split=float(cfg.get("val_split", 0.2)))
     if source.num_classes != int(cfg["num_classes"]):
         raise KcvError(f"--data {data}: {source.num_classes} classes ({', '.join(source.class_names)}), "
                        f"but the run was trained on {cfg['num_classes']} ({', '.join(cfg['class_names'])})")
-    report, cm = evaluate_model(model, source, int(batch_size or cfg.get("batch_size") or 32))
+    batch_size = int(batch_size or cfg.get("batch_size") or 32)
+    if cfg["task"] == "segmentation":
+        from kcv.postprocess.crf import crf_postprocess
+        from kcv.postprocess.evaluate import segmentation_scores
+
+        report, cm = segmentation_scores(model, source, batch_size, crf_postprocess() if crf else None,
+                                         save_dir=run_dir / ("eval_crf" if crf else "eval"))
+    else:
+        report, cm = evaluate_model(model, source, batch_size)
     report = {"run": str(run_dir), "data": str(data), "split": "val", "num_images": source.num_val,
-              **report, "confusion_matrix": cm.tolist(), "class_names": source.class_names}
-    runs.write_json(run_dir / EVAL_FILE, report)
-    plot_confusion(cm, source.class_names, run_dir / CONFUSION_FILE,
-                   title=f"{cfg.get('arch', '')} on {data} (val)")
+              **({"crf": True} if crf else {}), **report, "confusion_matrix": cm.tolist(),
+              "class_names": source.class_names}
+    runs.write_json(run_dir / output_name(EVAL_FILE, crf), report)
+    plot_confusion(cm, source.class_names, run_dir / output_name(CONFUSION_FILE, crf),
+                   title=f"{cfg.get('arch', '')} on {data} (val{', CRF' if crf else ''})")
     return report, run_dir
+
+
+def output_name(name: str, crf: bool) -> str:
+    """``eval.json`` → ``eval_crf.json`` when the report is of CRF-refined masks."""
+    if not crf:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}_crf{dot}{ext}" if dot else f"{name}_crf"

@@ -73,7 +73,8 @@ class KcvLoss(keras.losses.Loss):
     ``focal``, ``ce+dice``), with optional per-class weights."""
 
     def __init__(self, kind: str = "ce", class_weights=None, gamma: float = 2.0, name=None, **kwargs):
-        super().__init__(name=name or f"kcv_{kind}", **kwargs)
+        # "+" is not allowed in a TensorFlow name scope ("kcv_ce+dice" fails at the first step)
+        super().__init__(name=name or f"kcv_{kind.replace('+', '_')}", **kwargs)
         if kind not in LOSSES:
             raise KcvError(f"--loss '{kind}': choose one of {', '.join(LOSSES)}")
         self.kind = kind

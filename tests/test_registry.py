@@ -24,7 +24,8 @@ def test_unknown_hyperparameter_is_a_user_error():
 
 
 def test_hyperparameters_come_from_the_builder_signature():
-    assert get_spec("unet").hyperparameters == {"base_filters": 64, "depth": 4, "upsampling": "transpose"}
+    assert get_spec("unet").hyperparameters == {"base_filters": 64, "depth": None, "upsampling": "transpose",
+                                                "backbone": None, "backbone_args": None}
 
 
 def test_unknown_arch_on_the_cli_is_one_line_and_exit_2(capsys):

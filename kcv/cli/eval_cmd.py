@@ -13,22 +13,28 @@ import click
 @click.option("--batch-size", type=int, default=None, help="Batch size [default: the run's].")
 @click.option("--root", default="saved_models", show_default=True,
               help="Folder searched for RUN, and for the newest run when RUN is omitted.")
-def command(run, data, batch_size, root):
+@click.option("--crf", is_flag=True,
+              help="Segmentation: refine the probabilities with a dense CRF before scoring; writes "
+                   "eval_crf.json, confusion_crf.png and RUN/eval_crf/ (needs pydensecrf2).")
+def command(run, data, batch_size, root, crf):
     """Evaluate RUN (default: the newest run); write RUN/eval.json and RUN/confusion.png.
 
     \b
     Classification: accuracy, top-5 accuracy, loss, per-class precision and recall.
-    Segmentation: mean IoU, pixel accuracy, per-class IoU, loss.
+    Segmentation: mean IoU, pixel accuracy, per-class IoU, loss; a colour mask and an
+    overlay PNG per image in RUN/eval/ (RUN/eval_crf/ with --crf).
     \b
     Examples:
       kcv eval
       kcv eval saved_models/lenet5 --data my_photos/
+      kcv eval saved_models/fcn32s --crf
     """
-    from kcv.evaluate import evaluate_run
+    from kcv.evaluate import CONFUSION_FILE, EVAL_FILE, evaluate_run, output_name
 
-    report, run_dir = evaluate_run(run, data=data, batch_size=batch_size, root=root)
+    report, run_dir = evaluate_run(run, data=data, batch_size=batch_size, root=root, crf=crf)
     click.echo(format_report(report))
-    click.echo(f"wrote {run_dir / 'eval.json'} and {run_dir / 'confusion.png'}")
+    masks = f" and masks/overlays in {run_dir / output_name('eval', crf)}/" if "val_miou" in report else ""
+    click.echo(f"wrote {run_dir / output_name(EVAL_FILE, crf)}, {run_dir / output_name(CONFUSION_FILE, crf)}{masks}")
 
 
 def format_report(report: dict) -> str:

@@ -20,7 +20,10 @@ from kcv.errors import KcvError
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for LiteRT/onnxruntime.")
 @click.option("--img-size", type=int, default=None,
               help="Input size for a model file that accepts any size and has no run config.")
-def command(args, out, top_k, runtime, threads, img_size):
+@click.option("--crf", is_flag=True,
+              help="Segmentation: refine the probabilities with a dense CRF before the argmax "
+                   "(needs pydensecrf2: pip install 'kcv[crf]').")
+def command(args, out, top_k, runtime, threads, img_size, crf):
     """Predict IMAGE_OR_DIR... (files, or folders searched recursively) with a model.
 
     The first argument may be a run directory or a .keras/.tflite/.onnx file; without one
@@ -34,6 +37,7 @@ def command(args, out, top_k, runtime, threads, img_size):
       kcv predict photo.jpg                                  # newest run, fastest runtime
       kcv predict saved_models/unet images/ --out masks/
       kcv predict saved_models/cnn/exports/model_int8.tflite a.png b.png --top-k 2
+      kcv predict saved_models/fcn32s images/ --crf
     """
     from kcv.export.predict import is_model_arg, list_images, open_predictor, predict_images
 
@@ -42,8 +46,16 @@ def command(args, out, top_k, runtime, threads, img_size):
         raise KcvError(f"{args[0]} is a model; name at least one image or folder after it")
     images = list_images(inputs)
     predictor = open_predictor(model, runtime=runtime, img_size=img_size, num_threads=threads)
-    click.echo(f"{predictor.model_path} ({predictor.runtime}, {predictor.task}) on {len(images)} image(s)", err=True)
-    results = predict_images(predictor, images, out=out, top_k=top_k)
+    postprocess = None
+    if crf:
+        from kcv.postprocess.crf import crf_postprocess
+
+        if predictor.task != "segmentation":
+            raise KcvError(f"--crf refines segmentation masks; {predictor.model_path} is a classifier")
+        postprocess = crf_postprocess()
+    click.echo(f"{predictor.model_path} ({predictor.runtime}, {predictor.task}) on {len(images)} image(s)"
+               + (" + dense CRF" if crf else ""), err=True)
+    results = predict_images(predictor, images, out=out, top_k=top_k, postprocess=postprocess)
     show = len(images) > 1 and sys.stderr.isatty()
     with click.progressbar(results, length=len(images), file=sys.stderr, label="predicting",
                            hidden=not show) as bar:

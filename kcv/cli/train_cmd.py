@@ -36,7 +36,12 @@ RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
                    "[default: flip for segmentation, flip,crop=0.8 for classification]. See README 'Augmentation'.")
 @click.option("--patience", type=int, default=None,
               help="Stop early after N epochs without a better validation metric.")
-@click.option("--loss", default="ce", show_default=True, help="Loss function.")
+@click.option("--loss", default="ce", show_default=True, metavar="ce|dice|focal|ce+dice",
+              help="Loss: cross-entropy, soft Dice, focal (gamma 2) or CE + Dice; segmentation "
+                   "losses ignore mask label 255. Dice is for segmentation only.")
+@click.option("--class-weights", default=None, metavar="W1,W2,...|auto",
+              help="Per-class loss weights, one per class in class order, or 'auto' = inverse "
+                   "frequency in the training targets, w_c = N / (C * n_c).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for weights, shuffling, augmentation and splits.")
 @click.option("--val-split", type=float, default=0.2, show_default=True,
@@ -71,6 +76,7 @@ def command(quiet, model_args, **flags):
       kcv train --arch lenet5 --augment flip,crop=0.8,cutmix --schedule cosine --warmup-epochs 1
       kcv train --resume saved_models/unet --epochs 20
       kcv train --arch knn --backbone saved_models/resnet18 --model-arg k=5
+      kcv train --arch deeplabv3plus --loss ce+dice --class-weights auto
     """
     import json
 

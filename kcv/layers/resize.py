@@ -33,7 +33,13 @@ class PadToMultiple(keras.layers.Layer):
         h = ops.shape(x)[1] if h is None else h
         w = ops.shape(x)[2] if w is None else w
         (top, bottom), (left, right) = _pads(h, self.multiple), _pads(w, self.multiple)
-        return ops.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+        y = ops.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+        if (x.shape[1] is None or x.shape[2] is None) and x.shape[-1] is not None:
+            # A run-time padding makes TensorFlow forget every dimension, the channels too, and
+            # the TFLite converter turns the next Conv2D into a Flex op (FlexConv2D) that LiteRT
+            # cannot run; the reshape restores the static channel count.
+            y = ops.reshape(y, (-1, h + top + bottom, w + left + right, x.shape[-1]))
+        return y
 
     def compute_output_shape(self, input_shape):
         def up(d):

@@ -64,6 +64,13 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams = CRFParam
     return q.reshape(c, h, w).transpose(1, 2, 0)
 
 
+def crf_postprocess(params: CRFParams = CRFParams()):
+    """The ``postprocess(image, probs) -> probs`` hook of ``kcv predict --crf`` / ``kcv eval --crf``;
+    fails now, with the install hint, if ``pydensecrf2`` is missing."""
+    _densecrf()
+    return lambda image, probs: dense_crf(image, probs, params)
+
+
 def dense_crf_batch(images: np.ndarray, probs: np.ndarray, params: CRFParams = CRFParams()) -> np.ndarray:
     """:func:`dense_crf` over a batch ``[N, H, W, ·]``."""
     return np.stack([dense_crf(img, p, params) for img, p in zip(images, probs)])

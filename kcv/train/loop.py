@@ -31,6 +31,7 @@ from kcv.errors import KcvError
 from kcv.registry import create_model, get_spec
 from kcv.train import distribute
 from kcv.train.callbacks import LAST_FILE, NanGuard, RunWriter, float32_outputs, read_state
+from kcv.train.class_weights import parse_class_weights, resolve_class_weights
 from kcv.train.fused_bn import fused_batch_norm
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
@@ -58,6 +59,7 @@ class TrainConfig:
     lr: float | None = None
     optimizer: str = "adam"
     loss: str = "ce"
+    class_weights: str | None = None  # "w1,w2,..." or "auto" (kcv.train.class_weights)
     seed: int = 0
     val_split: float = 0.2
     out: str = str(runs.DEFAULT_ROOT)
@@ -114,6 +116,9 @@ def _check(cfg: TrainConfig, spec) -> None:
         raise KcvError(f"--img-size {cfg.img_size}: {spec.name} needs at least {spec.min_size} px")
     if not cfg.lr > 0:
         raise KcvError(f"--lr {cfg.lr}: must be positive")
+    if cfg.loss not in losses.LOSSES:
+        raise KcvError(f"--loss '{cfg.loss}': choose one of {', '.join(losses.LOSSES)}")
+    parse_class_weights(cfg.class_weights)  # format errors before any data is loaded
     for flag, value, choices in (("--optimizer", cfg.optimizer, OPTIMIZERS),
                                  ("--schedule", cfg.schedule, SCHEDULES),
                                  ("--precision", cfg.precision, PRECISIONS),
@@ -295,6 +300,7 @@ class _Job:
         self.soft = spec.task == "classification" and (self.policy.mixing or cfg.label_smoothing > 0)
         self.drop = strategy.num_replicas_in_sync > 1  # equal per-replica batches
         self.steps = source.steps_per_epoch(cfg.batch_size, self.drop)
+        self.class_weights = resolve_class_weights(cfg.class_weights, source)
 
     def compiled_model(self) -> keras.Model:
         cfg, spec, source = self.cfg, self.spec, self.source
@@ -305,8 +311,8 @@ class _Job:
             for p in self.plugins:
                 model = p.prepare_model(model, cfg, source)
             args = {"optimizer": make_optimizer(cfg, self.steps),
-                    "loss": losses.get_loss(cfg.loss, spec.task, label_smoothing=cfg.label_smoothing,
-                                            soft_labels=self.soft),
+                    "loss": losses.get_loss(cfg.loss, spec.task, self.class_weights,
+                                            label_smoothing=cfg.label_smoothing, soft_labels=self.soft),
                     "metrics": metrics.training_metrics(spec.task, source.num_classes, soft_labels=self.soft),
                     # XLA measured slower for these CPU convnets (benchmarks/RESULTS.md)
                     "jit_compile": bool(cfg.jit),
@@ -349,6 +355,8 @@ class _Job:
                   "class_names": source.class_names, "num_train": source.num_train,
                   "num_val": source.num_val, "params": int(model.count_params()),
                   "replicas": int(self.strategy.num_replicas_in_sync), "versions": versions()}
+        if self.class_weights is not None:
+            record["class_weight_values"] = self.class_weights  # what --class-weights resolved to
         for p in self.plugins:
             record.update(p.record(cfg))
         runs.write_json(run_dir / runs.CONFIG_FILE, record)

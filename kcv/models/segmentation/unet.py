@@ -7,6 +7,14 @@ halving the channels, concatenation with the skip of the same level, (3×3 conv,
 1×1 conv head. Differences from the paper, on purpose: 'same' padding (output = input size,
 no cropping of skips), BatchNorm after every conv, and the input padded to a multiple of
 ``2**depth`` inside the model and the logits cropped back, so any size works.
+
+``backbone="resnet34"`` (any classifier with feature taps) replaces the contracting path by
+that classifier's features, as segmentation_models.pytorch's ``Unet`` does: the decoder starts
+from the stride-``2**depth`` tap (``depth`` 5 by default, i.e. stride 32), and each block
+upsamples 2×, concatenates the backbone's tap at that stride (16, 8, 4, 2 where the backbone
+has one) and applies (3×3 conv, BN, ReLU)×2; the last block reaches stride 1 without a skip;
+a 3×3 conv gives the logits. Block widths are ``base_filters``×(16, 8, 4, 2, 1), so
+``base_filters=16`` is smp's ``decoder_channels=(256, 128, 64, 32, 16)``.
 """
 
 from __future__ import annotations
@@ -16,6 +24,9 @@ from keras import layers
 
 from kcv.errors import KcvError
 from kcv.layers import CropToReference, PadToMultiple, conv_bn_act, normalized_input
+from kcv.models.segmentation.base import (BN_MOMENTUM, check_choice, crop_logits, encoder_taps,
+                                          resize_like, stride_reference)
+from kcv.models.backbone import feature_taps
 from kcv.registry import register
 
 UPSAMPLING = ("transpose", "bilinear")
@@ -73,10 +84,66 @@ def build_unet(num_classes: int, input_shape, base_filters: int = 64, depth: int
     return keras.Model(inputs, logits, name=name)
 
 
+def decoder_block(x, skip, reference, filters: int, upsampling: str, name: str):
+    """smp's ``DecoderBlock``: upsample 2× (to ``reference``'s size), concatenate the skip if
+    any, (3×3 conv, BN, ReLU)×2."""
+    if upsampling == "transpose":
+        x = layers.Conv2DTranspose(filters, 2, strides=2, kernel_initializer="he_normal",
+                                   name=f"{name}_upconv")(x)
+    else:
+        x = resize_like(x, reference, f"{name}_upsample")
+    if skip is not None:
+        x = layers.Concatenate(name=f"{name}_concat")([x, skip])
+    x = conv_bn_act(x, filters, 3, name=f"{name}_1", momentum=BN_MOMENTUM)
+    return conv_bn_act(x, filters, 3, name=f"{name}_2", momentum=BN_MOMENTUM)
+
+
+def build_backbone_unet(num_classes: int, input_shape, backbone: str, base_filters: int = 16,
+                        depth: int = 5, upsampling: str = "transpose", backbone_args=None,
+                        name: str = "unet") -> keras.Model:
+    """U-Net decoder on the feature taps of ``backbone`` (see the module docstring).
+
+    Args:
+        backbone: a registered classifier with feature taps.
+        base_filters: width of the last decoder block; block widths are ``base_filters·2**k``.
+        depth: the deepest tap read is at stride ``2**depth`` (3, 4 or 5).
+        upsampling: ``transpose`` (2×2 stride-2 up-conv) or ``bilinear`` (resize).
+        backbone_args: hyperparameters for the backbone builder.
+    """
+    check_choice("depth", depth, (3, 4, 5))
+    available = set(feature_taps(backbone))
+    skips = [2**i for i in range(depth - 1, 0, -1) if 2**i in available]  # e.g. 16, 8, 4, 2
+    image = keras.Input(shape=tuple(input_shape), name="image")
+    multiple = 2**depth
+    padded, feats = encoder_taps(image, backbone, (multiple, *skips), multiple, name, backbone_args)
+    taps = dict(zip(skips, feats[1:]))
+    x = feats[0]
+    for i in range(depth - 1, -1, -1):  # decoder blocks ending at strides 2**(depth-1) .. 1
+        stride = 2**i
+        skip = taps.get(stride)
+        reference = skip
+        if skip is None and upsampling == "bilinear":
+            reference = stride_reference(padded, stride, f"{name}_dec{i}")
+        x = decoder_block(x, skip, reference, base_filters * stride, upsampling, f"{name}_dec{i}")
+    x = layers.Conv2D(num_classes, 3, padding="same", name=f"{name}_head")(x)
+    return keras.Model(image, crop_logits(x, image, multiple), name=name)
+
+
 @register("unet", task="segmentation", family="unet",
           paper="Ronneberger et al. 2015, arXiv:1505.04597",
           train_defaults={"img_size": 64, "epochs": 12, "batch_size": 16, "lr": 2e-3,
                           "model_args": {"base_filters": 16}})
-def unet(num_classes, input_shape=(None, None, 3), base_filters=64, depth=4, upsampling="transpose"):
-    """U-Net; ``kcv train`` defaults to 16 base filters at 64 px so it trains in minutes on a CPU."""
-    return build_unet(num_classes, input_shape, base_filters, depth, upsampling)
+def unet(num_classes, input_shape=(None, None, 3), base_filters=64, depth=None, upsampling="transpose",
+         backbone=None, backbone_args=None):
+    """U-Net; ``kcv train`` defaults to 16 base filters at 64 px so it trains in minutes on a CPU.
+
+    ``depth`` defaults to 4 (the paper's) without a backbone and to 5 (stride 32, smp's
+    ``encoder_depth``) with one.
+    """
+    if backbone is not None:
+        check_choice("upsampling", upsampling, UPSAMPLING)
+        return build_backbone_unet(num_classes, input_shape, backbone, base_filters,
+                                   5 if depth is None else int(depth), upsampling, backbone_args)
+    if backbone_args:
+        raise KcvError("backbone_args needs backbone= (a classifier with feature taps)")
+    return build_unet(num_classes, input_shape, base_filters, 4 if depth is None else depth, upsampling)

@@ -1,0 +1,132 @@
+"""Acceptance experiments of the segmentation zoo on the built-in ``shapes`` data.
+
+1. Each segmentation architecture trained on ``shapes`` (its ``kcv train`` defaults, or the
+   schedule given) vs the majority-class baseline (every pixel = background).
+2. FCN-32s / 16s / 8s on ONE schedule (same backbone, image size, epochs, lr, seed).
+3. Dense CRF on the validation predictions of a coarse model (FCN-32s): mIoU before/after.
+
+Usage (the figures in README / benchmarks/RESULTS.md came from the first command):
+
+    python benchmarks/segmentation_zoo.py --out /tmp/segzoo
+    python benchmarks/segmentation_zoo.py --out /tmp/segzoo --only fcn32s,fcn16s,fcn8s --crf-run fcn32s
+
+Writes ``results.json`` and ``results.md`` under ``--out`` (runs in ``--out/runs``); a run
+already present (``--out/runs/<name>/metrics.json``) is reused, so the script can resume.
+Timings on a shared 2-core machine are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+# name -> (arch, TrainConfig overrides); {} = the architecture's `kcv train` defaults. The FCNs'
+# defaults are one schedule (128 px, ResNet-18, 10 epochs, lr 2e-3) for all three.
+EXPERIMENTS = {
+    "fcn32s": ("fcn32s", {}),
+    "deeplabv3plus": ("deeplabv3plus", {}),
+    "hypercolumn": ("hypercolumn", {}),
+    "unet-resnet18": ("unet", {"model_args": {"backbone": "resnet18"}}),
+    "fcn8s": ("fcn8s", {}),
+    "fcn16s": ("fcn16s", {}),
+}
+
+
+def majority_baseline(source) -> dict:
+    """mIoU / pixel accuracy of predicting the most frequent training class everywhere."""
+    from kcv import metrics
+
+    _, masks = source.arrays("val")
+    counts = np.bincount(masks[masks != 255].ravel(), minlength=source.num_classes)
+    cm = metrics.confusion_matrix(masks, np.full_like(masks, counts.argmax()), source.num_classes)
+    report = metrics.segmentation_report(cm, source.class_names)
+    return {"val_miou": report["val_miou"], "val_pixel_accuracy": report["val_pixel_accuracy"]}
+
+
+def train_one(name: str, arch: str, overrides: dict, root: Path, seed: int) -> dict:
+    from kcv.train import TrainConfig, train
+
+    run_dir = root / name
+    if not (run_dir / "metrics.json").is_file():
+        cfg = TrainConfig(arch=arch, out=str(root), name=name, seed=seed, verbose=0,
+                          **{k: v for k, v in overrides.items()})
+        t0 = time.perf_counter()
+        run_dir = train(cfg)
+        print(f"{name}: trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    final = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    return {"arch": arch, "run": str(run_dir), "img_size": config["img_size"], "epochs": config["epochs"],
+            "model_args": config["model_args"], "params": config.get("params"),
+            "val_miou": final["val_miou"], "val_pixel_accuracy": final["val_pixel_accuracy"],
+            "per_class_iou": final["per_class_iou"], "train_seconds": final.get("train_seconds")}
+
+
+def crf_effect(run_dir: Path) -> dict:
+    """Validation scores of ``run_dir``'s best model without and with the dense CRF
+    (what ``kcv eval RUN`` and ``kcv eval RUN --crf`` print)."""
+    from kcv.evaluate import evaluate_run
+
+    plain, _ = evaluate_run(run_dir)
+    refined, _ = evaluate_run(run_dir, crf=True)
+    keys = ("val_miou", "val_pixel_accuracy", "per_class_iou")
+    return {"run": str(run_dir), "without": {k: plain[k] for k in keys}, "with_crf": {k: refined[k] for k in keys}}
+
+
+def markdown(results: dict) -> str:
+    base = results["baseline"]
+    lines = ["| model | img | epochs | model_args | val mIoU | val pixel acc. | train s |",
+             "|---|---|---|---|---|---|---|",
+             *(f"| majority class (background) | {size} | – | – | {b['val_miou']:.3f} | "
+               f"{b['val_pixel_accuracy']:.3f} | – |" for size, b in base.items())]
+    for name, r in results["runs"].items():
+        args = ", ".join(f"{k}={v}" for k, v in r["model_args"].items())
+        lines.append(f"| {name} | {r['img_size']} | {r['epochs']} | {args} | {r['val_miou']:.3f} | "
+                     f"{r['val_pixel_accuracy']:.3f} | {r['train_seconds']} |")
+    if "crf" in results:
+        c = results["crf"]
+        lines += ["", f"Dense CRF on {Path(c['run']).name} (validation split):", "",
+                  "| | val mIoU | val pixel acc. |", "|---|---|---|",
+                  f"| without CRF | {c['without']['val_miou']:.3f} | {c['without']['val_pixel_accuracy']:.3f} |",
+                  f"| with CRF | {c['with_crf']['val_miou']:.3f} | {c['with_crf']['val_pixel_accuracy']:.3f} |"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="benchmarks/out/segmentation_zoo")
+    parser.add_argument("--only", default=None, help="comma-separated experiment names")
+    parser.add_argument("--crf-run", default="fcn32s", help="experiment whose model the CRF refines ('' = none)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import kcv  # noqa: F401
+    from kcv import runs
+    from kcv.data.pipeline import load_data
+
+    out = Path(args.out)
+    root = out / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    names = args.only.split(",") if args.only else list(EXPERIMENTS)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
+    results["baseline"] = {str(s): majority_baseline(load_data("shapes", "segmentation", s)) for s in (64, 128)}
+    for name in names:
+        arch, overrides = EXPERIMENTS[name]
+        results["runs"][name] = train_one(name, arch, overrides, root, args.seed)
+        runs.write_json(results_path, results)
+    if args.crf_run and (root / args.crf_run / "metrics.json").is_file():
+        results["crf"] = crf_effect(root / args.crf_run)
+    runs.write_json(results_path, results)
+    runs.write_text(out / "results.md", markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

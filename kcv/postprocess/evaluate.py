@@ -1,0 +1,73 @@
+"""The segmentation path of ``kcv eval``: scores, optionally after a post-processing step
+between the softmax and the argmax (``kcv eval --crf``), and a colour mask and overlay PNG
+per validation image.
+
+The network's probabilities for each validation image go through
+``postprocess(image uint8 [H, W, 3], probs [H, W, C]) -> probs`` — the hook ``kcv predict``
+uses, e.g. :func:`kcv.postprocess.crf.crf_postprocess` — and the confusion matrix, mIoU,
+pixel accuracy and per-class IoU (label 255 ignored) are computed on the resulting masks.
+``val_loss`` is the mean negative log-probability of the true class (from the logits, as
+:func:`kcv.evaluate.evaluate_model` computes it, or from the refined probabilities).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from kcv import metrics
+
+PostProcess = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def segmentation_scores(model, source, batch_size: int = 16, postprocess: PostProcess | None = None,
+                        save_dir: Path | None = None, split: str = "val") -> tuple[dict, np.ndarray]:
+    """``(report, confusion_matrix)`` of ``model`` (logits) on ``split`` of a data source.
+
+    Args:
+        postprocess: refines each image's probabilities before the argmax (``None``: none).
+        save_dir: if given, ``{split}{i:04d}_mask.png`` (palette PNG, pixel = class index) and
+            ``{split}{i:04d}_overlay.png`` for every image go there.
+
+    Returns:
+        The report holds ``val_miou``, ``val_pixel_accuracy``, ``per_class_iou``, ``val_loss``.
+    """
+    import tensorflow as tf
+
+    from kcv.viz.overlay import save_mask_and_overlay
+
+    net = keras.Model(model.inputs, model.outputs[0]) if len(model.outputs) > 1 else model
+    step = tf.function(lambda x: tf.cast(net(x, training=False), tf.float32), reduce_retracing=True)
+    if save_dir is not None:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+    k = source.num_classes
+    cm = np.zeros((k, k), np.int64)
+    nll, count, index = 0.0, 0, 0
+    for images, masks in source.dataset(split, batch_size):
+        logp = _log_softmax(np.asarray(step(images)))
+        images = np.clip(np.round(np.asarray(images)), 0, 255).astype(np.uint8)
+        if postprocess is not None:
+            probs = np.stack([postprocess(img, p) for img, p in zip(images, np.exp(logp).astype(np.float32))])
+            logp = np.log(np.clip(probs, 1e-8, 1.0))
+        masks = np.asarray(masks).astype(np.int64)
+        pred = logp.argmax(-1)
+        cm += metrics.confusion_matrix(masks, pred, k)
+        valid = masks != metrics.IGNORE_LABEL
+        picked = np.take_along_axis(logp, np.where(valid, masks, 0)[..., None], axis=-1)[..., 0]
+        nll -= float(picked[valid].sum())
+        count += int(valid.sum())
+        for img, p in zip(images, pred.astype(np.uint8)) if save_dir is not None else ():
+            stem = Path(save_dir) / f"{split}{index:04d}"
+            save_mask_and_overlay(img, p, Path(f"{stem}_mask.png"), Path(f"{stem}_overlay.png"))
+            index += 1
+    report = {**metrics.segmentation_report(cm, source.class_names), "val_loss": nll / max(count, 1)}
+    return report, cm
