@@ -182,3 +182,16 @@ def test_bad_backbone_and_backbone_args_are_user_errors():
         kcv.create_model("deeplabv3plus", 3, (64, 64, 3), output_stride=32)
     with pytest.raises(KcvError, match="upsampling"):
         kcv.create_model("fcn16s", 3, (64, 64, 3), upsampling="nearest")
+
+
+@pytest.mark.parametrize("name", ["fcn32s", "deeplabv3plus", "hypercolumn"])
+def test_kcv_train_defaults_build_at_their_size(name):
+    # The registered `kcv train` defaults (benchmarks/segmentation_zoo.py chose them) are valid
+    # hyperparameters and give input-sized logits at the default image size.
+    from kcv.registry import get_spec
+
+    d = get_spec(name).train_defaults
+    model = kcv.create_model(name, 4, (d["img_size"], d["img_size"], 3), **d["model_args"])
+    assert model.output_shape == (None, d["img_size"], d["img_size"], 4)
+    if name == "deeplabv3plus":  # rates scaled to the 4×4 ASPP input of a 64-px image
+        assert {l.name for l in model.layers} >= {f"deeplabv3plus_aspp_rate{r}_depthwise" for r in (1, 2, 3)}
