@@ -19,6 +19,10 @@ from kcv.registry import get_spec
 
 # Architectures that are not gradient-trained models go through their own tests.
 NOT_FIT = {"knn"}
+# Hyperparameters that shrink a model without changing its graph. The paper's FCN head (fc6 a
+# 7×7 conv to 4096 channels: 103 M weights on VGG-16) cost 45 s, a 512 MB .tflite and ~10 GB
+# of memory per FCN variant here; tests/models/test_segmentation.py pins its shapes.
+SMALL_ARGS = {name: {"fc_width": 64} for name in ("fcn32s", "fcn16s", "fcn8s")}
 
 
 def tiny_size(spec) -> int:
@@ -33,7 +37,7 @@ def test_train_step_save_load_and_tflite(name, tmp_path):
     x, y = shapes.make_split(4, size, spec.task)
     x = x.astype("float32")
     keras.utils.set_random_seed(0)
-    model = kcv.create_model(name, num_classes, (size, size, 3))
+    model = kcv.create_model(name, num_classes, (size, size, 3), **SMALL_ARGS.get(name, {}))
     # Adam, kcv's default: its step is bounded by the learning rate. With SGD, BatchNorm over
     # a batch of 2 at the 1×1 maps of a 32 px input gives gradients of 1e7–1e23 (measured on
     # DenseNet/EfficientNet, keras.applications' included), and one step overflows the weights.
