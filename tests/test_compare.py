@@ -44,7 +44,8 @@ def test_three_runs_give_chart_and_table(three_runs, tmp_path, capsys):
     lenet = inference_model(kcv.create_model("lenet5", 3, (32, 32, 3)))
     assert rows["lenet5"][4] == f"{lenet.count_params():,}"
     assert float(rows["lenet5"][5].rstrip(" |")) == pytest.approx(count_macs(lenet) / 1e9, rel=1e-2)
-    assert rows["knn"][2] == "16"
+    assert rows["knn"][2] == "16"  # k-NN: one distance matmul against its 32 references of 16·16·3
+    assert float(rows["knn"][5].rstrip(" |")) == pytest.approx(32 * 16 * 16 * 3 / 1e9, rel=1e-2)
 
 
 def test_segmentation_runs_compare_miou(three_runs, tmp_path, capsys, monkeypatch):
