@@ -32,12 +32,21 @@ def class_index(class_names: list, name: str | None) -> int | None:
 
 
 def load_classifier(run=None, root=runs.DEFAULT_ROOT):
-    """``(model, config, run_dir)`` of a classification run (Grad-CAM needs the Keras model)."""
+    """``(model, config, run_dir)`` of a classification run (Grad-CAM needs the Keras model).
+
+    ``run`` may be a run directory, or its ``model.keras`` / ``last.keras``.
+    """
     if run is not None and Path(run).suffix.lower() in (".tflite", ".onnx"):
         raise KcvError(f"{run}: Grad-CAM needs gradients, which a {Path(run).suffix} file has not; "
                        "pass the run directory instead")
-    run_dir = runs.resolve_run(run, root)
-    model, cfg = runs.load_run(run_dir)
+    if run is not None and Path(run).suffix.lower() == ".keras":  # RUN/model.keras or RUN/last.keras
+        run_dir = Path(run).parent
+        if not runs.is_run_dir(run_dir):
+            raise KcvError(f"{run}: not inside a run directory (its config.json names the classes)")
+        model, cfg = runs.load_run(run_dir, best=Path(run).name != "last.keras")
+    else:
+        run_dir = runs.resolve_run(run, root)
+        model, cfg = runs.load_run(run_dir)
     if cfg.get("task") != "classification":
         raise KcvError(f"{run_dir}: a {cfg.get('task')} run; Grad-CAM explains classifiers")
     return model, cfg, run_dir

@@ -73,7 +73,8 @@ def named_target(model: keras.Model, layer: str):
         found = model.get_layer(layer)
     except ValueError:
         close = difflib.get_close_matches(layer, maps, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"the last ones with a feature map: {', '.join(maps[-3:])}"
+        hint = (f"did you mean {', '.join(close)}?" if close
+                else f"the last ones with a feature map: {', '.join(maps[-3:])}")
         raise KcvError(f"--layer {layer}: no such layer in {model.name}; {hint}") from None
     if not _has_map_output(found):
         raise KcvError(f"--layer {layer}: its output {tuple(found.output.shape)} is not a feature map "

@@ -127,8 +127,8 @@ def test_cli_writes_an_overlay_per_image(cnn_run, images, tmp_path, capsys):
         with Image.open(png) as im:
             assert im.size == (48, 48)  # the original image's size, not the model's 32 px
 
-    code, stdout, err = run_cli(["explain", str(cnn_run), str(images / "img0.png"), "--out", str(out),
-                                 "--class", "square", "--layer", "cnn_s1b_relu"], capsys)
+    code, stdout, err = run_cli(["explain", str(cnn_run / "model.keras"), str(images / "img0.png"),
+                                 "--out", str(out), "--class", "square", "--layer", "cnn_s1b_relu"], capsys)
     assert code == 0, err
     record = json.loads(stdout)
     assert record["class"] == "square" and record["layer"] == "cnn_s1b_relu" and record["map"] == "16x16"
