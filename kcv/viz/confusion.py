@@ -23,6 +23,7 @@ def plot_confusion(cm, class_names, path, title: str = "", max_labels: int = 40)
     with style.style() as plt:
         fig, ax = plt.subplots(figsize=(side + 1.2, side))
         ax.grid(False)  # a grid over a heat map hides the cells
+        ax.spines[:].set_visible(True)  # and a matrix wants its full frame
         im = ax.imshow(frac, cmap=style.SEQUENTIAL_CMAP, vmin=0.0, vmax=1.0)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
         if k <= max_labels:
