@@ -40,10 +40,18 @@ def _is_map(shape) -> bool:
     return shape is not None and len(shape) == 4
 
 
+def _all_layers(model):
+    """Layers of ``model``, nested models' layers included."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
 def _reject_knn(model) -> None:
     from kcv.models.classification.knn import NearestNeighbors
 
-    if any(isinstance(layer, NearestNeighbors) for layer in model._flatten_layers()):
+    if any(isinstance(layer, NearestNeighbors) for layer in _all_layers(model)):
         raise KcvError("Grad-CAM needs gradients, and a k-NN model predicts by a nearest-neighbour "
                        "vote, which has none; explain the classifier its --backbone came from instead")
 
@@ -60,7 +68,7 @@ def default_target(model: keras.Model):
             break
         tensor = below[0]
     op = tensor._keras_history[0]
-    if any(tensor is t for t in model.inputs) or isinstance(op, keras.layers.InputLayer) or not _is_map(tensor.shape):
+    if any(tensor is t for t in model.inputs) or isinstance(op, keras.layers.InputLayer):
         raise KcvError(f"{model.name}: no convolutional feature map before the classifier head; "
                        "name one with --layer")
     return tensor, op.name
@@ -77,8 +85,7 @@ def named_target(model: keras.Model, layer: str):
                 else f"the last ones with a feature map: {', '.join(maps[-3:])}")
         raise KcvError(f"--layer {layer}: no such layer in {model.name}; {hint}") from None
     if not _has_map_output(found):
-        raise KcvError(f"--layer {layer}: its output {tuple(found.output.shape)} is not a feature map "
-                       "(batch, height, width, channels)")
+        raise KcvError(f"--layer {layer}: its output is not one feature map (batch, height, width, channels)")
     return found.output, found.name
 
 
@@ -87,7 +94,9 @@ def _has_map_output(layer) -> bool:
         out = layer.output
     except (AttributeError, ValueError):  # unbuilt, or called several times
         return False
-    return not isinstance(out, (list, tuple)) and _is_map(out.shape) and not isinstance(layer, keras.layers.InputLayer)
+    if isinstance(out, (list, tuple)) or isinstance(layer, keras.layers.InputLayer):
+        return False
+    return _is_map(out.shape)
 
 
 class GradCam:

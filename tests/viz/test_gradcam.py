@@ -47,7 +47,7 @@ def test_named_layer_and_class(small_cnn):
 
 
 @pytest.mark.parametrize("layer, message", [("cnn_s2b_rel", "did you mean cnn_s2b_relu"),
-                                            ("cnn_gap", "not a feature map")])
+                                            ("cnn_gap", "not one feature map")])
 def test_bad_layer_is_one_line(small_cnn, layer, message):
     with pytest.raises(KcvError, match=message):
         GradCam(small_cnn, layer=layer)
