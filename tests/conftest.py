@@ -21,7 +21,8 @@ from kcv.data import shapes  # noqa: E402
 
 # Tests that share the session-scoped export fixtures (tests/export/fixtures.py) run on one
 # xdist worker, so the test CNN and U-Net are trained and exported once, not once per worker.
-_EXPORT_GROUP = ("tests/export/", "tests/cli/test_predict.py")
+_EXPORT_GROUP = ("tests/export/", "tests/cli/test_predict.py", "tests/viz/test_gradcam.py",
+                 "tests/test_compare.py")
 
 
 def pytest_collection_modifyitems(items):
