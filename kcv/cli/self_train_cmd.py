@@ -19,6 +19,9 @@ from kcv.cli.options import parse_model_args
               help="Drop pseudo-labels whose confidence (max probability; per pixel for segmentation) is lower.")
 @click.option("--soft/--hard", default=False, show_default=True,
               help="Soft targets (the teacher's probabilities; classification) or hard (argmax) pseudo-labels.")
+@click.option("--balance/--no-balance", default=True, show_default=True,
+              help="Classification: as many pseudo-labels per class (the most confident of a large "
+                   "class, repeats of a small one), as Noisy Student does.")
 @click.option("--teacher", default=None, metavar="RUN",
               help="Start from this trained run instead of training round 0 on the labels.")
 @click.option("--student-arch", default=None, help="Students' architecture, equal or larger [default: --arch].")
@@ -36,13 +39,18 @@ from kcv.cli.options import parse_model_args
 @click.option("--augment", default=None, metavar="POLICY", help="Teacher's augmentation [default: the task's].")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
               help="Teacher's hyperparameter, repeatable (e.g. base_filters=16).")
+@click.option("--pretrained", default=None, metavar="RUN|FILE",
+              help="Start the teacher and every student from these weights (see `kcv train --pretrained`).")
+@click.option("--freeze-backbone", is_flag=True, help="With --pretrained: train only the heads.")
+@click.option("--backbone-lr-mult", type=float, default=None, metavar="F",
+              help="With --pretrained: the backbone learns at F x the head's rate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, shuffling and augmentation.")
 @click.option("--val-split", type=float, default=0.2, show_default=True,
               help="Validation fraction for DATA/<class>/ folders without train/ and val/.")
 @click.option("--out", default="saved_models", show_default=True, help="Folder that holds run directories.")
 @click.option("--name", default=None, help="Run directory name [default: ARCH-selftrain].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(unlabeled, rounds, threshold, soft, teacher, student_arch, student_model_args,
+def command(unlabeled, rounds, threshold, soft, balance, teacher, student_arch, student_model_args,
             student_epochs, noise, model_args, quiet, **flags):
     """Noisy Student self-training: teacher -> pseudo-labels -> noisy student, ROUNDS times.
 
@@ -54,6 +62,7 @@ def command(unlabeled, rounds, threshold, soft, teacher, student_arch, student_m
     Examples:
       kcv self-train --arch resnet18 --data my_data/ --unlabeled my_unlabeled/ --rounds 2
       kcv self-train --arch efficientnet_b0 --student-arch efficientnet_b1 --threshold 0.7 --soft
+      kcv self-train --arch resnet18 --data few_labels/ --pretrained saved_models/resnet18 --backbone-lr-mult 0.1
     """
     from kcv.train import TrainConfig
     from kcv.train.self_training import SelfTrainConfig, self_train, summary_table
@@ -61,7 +70,7 @@ def command(unlabeled, rounds, threshold, soft, teacher, student_arch, student_m
 
     base = TrainConfig(**flags, model_args=parse_model_args(model_args), verbose=0 if quiet else 1)
     cfg = SelfTrainConfig(base, unlabeled=unlabeled, rounds=rounds, threshold=threshold, soft=soft,
-                          teacher=teacher, student_arch=student_arch,
+                          balance=balance, teacher=teacher, student_arch=student_arch,
                           student_model_args=parse_model_args(student_model_args) if student_model_args else None,
                           student_epochs=student_epochs, noise=noise)
     run_dir = self_train(cfg)

@@ -60,6 +60,7 @@ class SelfTrainConfig:
         rounds: student rounds after the teacher (``--rounds``).
         threshold: keep pseudo-labels whose confidence (max probability) is at least this.
         soft: soft targets (the teacher's probabilities; classification only) or hard.
+        balance: equal pseudo-label counts per class (classification; :func:`balanced`).
         teacher: an existing run to start from instead of training round 0.
         student_arch, student_model_args, student_epochs: the students' architecture,
             hyperparameters and epochs (default: the teacher's).
@@ -71,6 +72,7 @@ class SelfTrainConfig:
     rounds: int = 1
     threshold: float = 0.8
     soft: bool = False
+    balance: bool = True
     teacher: str | None = None
     student_arch: str | None = None
     student_model_args: dict | None = None
@@ -105,15 +107,31 @@ def _probabilities(model, unlabeled, batch_size: int):
         yield np.asarray(infer.predict_on_batch(tf.cast(x, tf.float32)), np.float32)
 
 
+def balanced(keep: np.ndarray, hard: np.ndarray, conf: np.ndarray, num_classes: int) -> np.ndarray:
+    """Noisy Student's data balancing (Xie et al. 2020, section 3): every predicted class
+    gets the same number of images, the mean count per class — the most confident ones of
+    a class that has more, the class's images repeated (most confident first) where it has
+    fewer. A class the teacher never predicted stays empty."""
+    groups = [keep[hard[keep] == c] for c in range(num_classes)]
+    groups = [g[np.argsort(-conf[g], kind="stable")] for g in groups if g.size]
+    if not groups:
+        return keep
+    quota = int(np.ceil(keep.size / len(groups)))
+    return np.concatenate([np.resize(g, quota) for g in groups])
+
+
 def pseudo_label(model, unlabeled, task: str, threshold: float, soft: bool = False,
-                 batch_size: int = 64) -> PseudoLabels:
+                 balance: bool = False, batch_size: int = 64) -> PseudoLabels:
     """Label ``unlabeled`` (a :class:`~kcv.data.unlabeled.UnlabeledImages`) with ``model``
-    in inference mode and drop predictions whose confidence is under ``threshold``."""
+    in inference mode and drop predictions whose confidence is under ``threshold``;
+    ``balance`` (classification): equal counts per class (:func:`balanced`)."""
     probs = np.concatenate(list(_probabilities(model, unlabeled, batch_size)))
     conf, hard = probs.max(-1), probs.argmax(-1)
     truth = unlabeled.truth
     if task == "classification":
         keep = np.flatnonzero(conf >= threshold)
+        if balance:
+            keep = balanced(keep, hard, conf, probs.shape[-1])
         targets = probs[keep] if soft else hard[keep].astype(np.int32)
         acc = float((hard[keep] == truth[keep]).mean()) if truth is not None and keep.size else None
         return PseudoLabels(keep, targets, len(probs), accuracy=acc)
@@ -282,10 +300,11 @@ def _rounds(cfg: SelfTrainConfig, base: TrainConfig, student: TrainConfig, task:
     for r in range(1, cfg.rounds + 1):
         cfg_t = runs.load_config(teacher_dir)
         teacher = load_teacher(teacher_dir, task, cfg_t["class_names"], base.img_size)
-        labels = pseudo_label(teacher, unlabeled, task, cfg.threshold, cfg.soft)
+        labels = pseudo_label(teacher, unlabeled, task, cfg.threshold, cfg.soft, cfg.balance)
         npz = save_pseudo_labels(rounds_dir / f"pseudo_labels_round{r}.npz", labels, unlabeled,
                                  cfg.threshold, cfg.soft)
-        say(f"round {r}: {teacher_dir.name} kept {len(labels.indices)} of {labels.total} pseudo-labels"
+        say(f"round {r}: {teacher_dir.name} labelled {labels.total} images, {len(labels.indices)} "
+            f"pseudo-labels kept{' (balanced)' if cfg.balance and task == 'classification' else ''}"
             + (f" (accuracy {labels.accuracy:.3f} against the true labels)" if labels.accuracy is not None else ""),
             flush=True)
         student_dir = train(dataclasses.replace(student, out=str(rounds_dir), name=f"round{r}",
@@ -303,6 +322,7 @@ def _row(r: int, run_dir: Path, role: str, labels: PseudoLabels | None = None) -
     monitor = metrics.monitor(config["task"])
     row = {"round": r, "arch": config["arch"], "role": role,
            "pseudo_labels_kept": len(labels.indices) if labels else None,
+           "distinct_images": len(np.unique(labels.indices)) if labels else None,
            "unlabeled_images": labels.total if labels else None,
            "pixel_fraction_kept": labels.pixel_fraction if labels else None,
            "pseudo_label_accuracy": labels.accuracy if labels else None,
@@ -333,6 +353,8 @@ def summary_table(rows: list) -> str:
     for row in rows:
         kept = "—" if row.get("pseudo_labels_kept") is None else \
             f"{row['pseudo_labels_kept']} / {row['unlabeled_images']}"
+        if row.get("distinct_images") not in (None, row.get("pseudo_labels_kept")):
+            kept += f" ({row['distinct_images']} distinct)"
         if row.get("pseudo_label_accuracy") is not None:
             kept += f" (acc {row['pseudo_label_accuracy']:.3f})"
         value = row.get(monitor)
@@ -351,7 +373,7 @@ def _finish(run_dir: Path, final_dir: Path, cfg: SelfTrainConfig, rows: list) ->
     config = runs.load_config(final_dir)
     config.update(name=run_dir.name, out=str(run_dir.parent), self_training={
         "unlabeled": cfg.unlabeled, "rounds": cfg.rounds, "threshold": cfg.threshold,
-        "soft": cfg.soft, "noise": cfg.noise, "teacher": cfg.teacher, "final_round": str(final_dir),
+        "soft": cfg.soft, "balance": cfg.balance, "noise": cfg.noise, "teacher": cfg.teacher, "final_round": str(final_dir),
         "summary": rows})
     runs.write_json(run_dir / runs.CONFIG_FILE, config)
     _copy(final_dir / runs.MODEL_FILE, run_dir / runs.MODEL_FILE)

@@ -42,6 +42,17 @@ def test_threshold_drops_unconfident_pseudo_labels():
     np.testing.assert_allclose(soft.targets, probs[keep], atol=1e-5)
 
 
+def test_balanced_pseudo_labels():
+    """Noisy Student's balancing: equal counts per predicted class, the most confident of a
+    large class, repeats of a small one; a class never predicted stays empty."""
+    hard = np.array([0, 0, 0, 0, 0, 0, 2, 2, 0, 2])
+    conf = np.array([0.9, 0.5, 0.8, 0.7, 0.95, 0.6, 0.75, 0.9, 0.2, 0.85])
+    keep = np.flatnonzero(conf >= 0.5)  # index 8 is dropped by the threshold
+    got = st.balanced(keep, hard, conf, 3)
+    np.testing.assert_array_equal(got, [4, 0, 2, 3, 5, 7, 9, 6, 7, 9])  # quota ceil(9 / 2) = 5
+    assert st.balanced(np.array([], int), hard, conf, 3).size == 0
+
+
 def test_segmentation_pseudo_labels_ignore_unconfident_pixels():
     unlabeled = load_unlabeled("shapes:6", "segmentation", 32)
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(4.0 / 255),
