@@ -375,6 +375,9 @@ class TransferPlugin(TrainPlugin):
         return bool(cfg.pretrained or cfg.freeze_backbone or cfg.backbone_lr_mult is not None)
 
     def check(self, cfg: TrainConfig, spec) -> None:
+        if spec.family == "knn" and self.applies(cfg):
+            raise KcvError("--pretrained/--freeze-backbone/--backbone-lr-mult: k-NN has no weights to "
+                           "transfer; use --backbone RUN for its features")
         if cfg.freeze_backbone and cfg.backbone_lr_mult is not None:
             raise KcvError("--freeze-backbone and --backbone-lr-mult exclude each other "
                            "(frozen = a multiplier of 0)")
