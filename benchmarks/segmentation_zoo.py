@@ -9,6 +9,7 @@ Usage (the figures in README / benchmarks/RESULTS.md came from the first command
 
     python benchmarks/segmentation_zoo.py --out /tmp/segzoo
     python benchmarks/segmentation_zoo.py --out /tmp/segzoo --only fcn32s,fcn16s,fcn8s --crf-run fcn32s
+    python benchmarks/segmentation_zoo.py --out /tmp/segzoo --only fcn32s-dropout0.5,fcn16s-dropout0.5,fcn8s-dropout0.5
 
 Writes ``results.json`` and ``results.md`` under ``--out`` (runs in ``--out/runs``); a run
 already present (``--out/runs/<name>/metrics.json``) is reused, so the script can resume.
@@ -30,12 +31,25 @@ import numpy as np  # noqa: E402
 # name -> (arch, TrainConfig overrides); {} = the architecture's `kcv train` defaults. The FCNs'
 # defaults are one schedule (128 px, ResNet-18, 10 epochs, lr 2e-3) for all three.
 EXPERIMENTS = {
-    "fcn32s": ("fcn32s", {}),
-    "deeplabv3plus": ("deeplabv3plus", {}),
-    "hypercolumn": ("hypercolumn", {}),
+    "unet": ("unet", {}),
     "unet-resnet18": ("unet", {"model_args": {"backbone": "resnet18"}}),
-    "fcn8s": ("fcn8s", {}),
+    "hypercolumn": ("hypercolumn", {}),
+    "deeplabv3plus": ("deeplabv3plus", {}),
+    "fcn32s": ("fcn32s", {}),
     "fcn16s": ("fcn16s", {}),
+    "fcn8s": ("fcn8s", {}),
+}
+# What the defaults were chosen against (the earlier defaults, the paper's settings).
+ABLATIONS = {
+    "hypercolumn-lr1e-3-10ep": ("hypercolumn", {"lr": 1e-3, "epochs": 10}),
+    "deeplabv3plus-rates6-12-18-lr1e-3-10ep": ("deeplabv3plus", {"lr": 1e-3, "epochs": 10,
+                                                                 "model_args": {"atrous_rates": None}}),
+    "fcn32s-dropout0.5": ("fcn32s", {"model_args": {"dropout": 0.5}}),
+    "fcn16s-dropout0.5": ("fcn16s", {"model_args": {"dropout": 0.5}}),
+    "fcn8s-dropout0.5": ("fcn8s", {"model_args": {"dropout": 0.5}}),
+    # 120 steps: is dropout what holds FCN-32s at the baseline?
+    "fcn32s-320img-6ep": ("fcn32s", {"data": "shapes:320", "epochs": 6}),
+    "fcn32s-320img-6ep-dropout0.5": ("fcn32s", {"data": "shapes:320", "epochs": 6, "model_args": {"dropout": 0.5}}),
 }
 
 
@@ -51,21 +65,30 @@ def majority_baseline(source) -> dict:
 
 
 def train_one(name: str, arch: str, overrides: dict, root: Path, seed: int) -> dict:
+    from kcv import runs
     from kcv.train import TrainConfig, train
 
     run_dir = root / name
     if not (run_dir / "metrics.json").is_file():
         cfg = TrainConfig(arch=arch, out=str(root), name=name, seed=seed, verbose=0,
                           **{k: v for k, v in overrides.items()})
-        t0 = time.perf_counter()
+        t0, load0 = time.perf_counter(), os.getloadavg()[0]
         run_dir = train(cfg)
-        print(f"{name}: trained in {time.perf_counter() - t0:.0f} s", flush=True)
+        load = (load0 + os.getloadavg()[0]) / 2  # other jobs on the machine slow every figure in s
+        runs.write_json(run_dir / "bench_load.json", {"loadavg_1min": round(load, 2)})
+        print(f"{name}: trained in {time.perf_counter() - t0:.0f} s (load average ~{load:.1f})", flush=True)
     final = json.loads((run_dir / "metrics.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
     return {"arch": arch, "run": str(run_dir), "img_size": config["img_size"], "epochs": config["epochs"],
             "model_args": config["model_args"], "params": config.get("params"),
             "val_miou": final["val_miou"], "val_pixel_accuracy": final["val_pixel_accuracy"],
-            "per_class_iou": final["per_class_iou"], "train_seconds": final.get("train_seconds")}
+            "per_class_iou": final["per_class_iou"], "train_seconds": final.get("train_seconds"),
+            "loadavg": load_of(run_dir)}
+
+
+def load_of(run_dir: Path):
+    path = run_dir / "bench_load.json"
+    return json.loads(path.read_text())["loadavg_1min"] if path.is_file() else None
 
 
 def crf_effect(run_dir: Path) -> dict:
@@ -81,14 +104,14 @@ def crf_effect(run_dir: Path) -> dict:
 
 def markdown(results: dict) -> str:
     base = results["baseline"]
-    lines = ["| model | img | epochs | model_args | val mIoU | val pixel acc. | train s |",
-             "|---|---|---|---|---|---|---|",
+    lines = ["| model | img | epochs | model_args | val mIoU | val pixel acc. | train s | load avg |",
+             "|---|---|---|---|---|---|---|---|",
              *(f"| majority class (background) | {size} | – | – | {b['val_miou']:.3f} | "
-               f"{b['val_pixel_accuracy']:.3f} | – |" for size, b in base.items())]
+               f"{b['val_pixel_accuracy']:.3f} | – | – |" for size, b in base.items())]
     for name, r in results["runs"].items():
         args = ", ".join(f"{k}={v}" for k, v in r["model_args"].items())
         lines.append(f"| {name} | {r['img_size']} | {r['epochs']} | {args} | {r['val_miou']:.3f} | "
-                     f"{r['val_pixel_accuracy']:.3f} | {r['train_seconds']} |")
+                     f"{r['val_pixel_accuracy']:.3f} | {r['train_seconds']} | {r.get('loadavg') or '–'} |")
     if "crf" in results:
         c = results["crf"]
         lines += ["", f"Dense CRF on {Path(c['run']).name} (validation split):", "",
@@ -101,7 +124,8 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/out/segmentation_zoo")
-    parser.add_argument("--only", default=None, help="comma-separated experiment names")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated experiment names (default: all EXPERIMENTS; ABLATIONS by name)")
     parser.add_argument("--crf-run", default="fcn32s", help="experiment whose model the CRF refines ('' = none)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -114,11 +138,14 @@ def main(argv=None) -> None:
     root = out / "runs"
     root.mkdir(parents=True, exist_ok=True)
     names = args.only.split(",") if args.only else list(EXPERIMENTS)
+    unknown = [n for n in names if n not in {**EXPERIMENTS, **ABLATIONS}]
+    if unknown:
+        parser.error(f"--only {','.join(unknown)}: choose from {', '.join({**EXPERIMENTS, **ABLATIONS})}")
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
     results["baseline"] = {str(s): majority_baseline(load_data("shapes", "segmentation", s)) for s in (64, 128)}
     for name in names:
-        arch, overrides = EXPERIMENTS[name]
+        arch, overrides = {**EXPERIMENTS, **ABLATIONS}[name]
         results["runs"][name] = train_one(name, arch, overrides, root, args.seed)
         runs.write_json(results_path, results)
     if args.crf_run and (root / args.crf_run / "metrics.json").is_file():

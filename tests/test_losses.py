@@ -64,6 +64,27 @@ def test_bad_loss_names():
         losses.get_loss("dice", "classification")
 
 
+def test_class_weighted_dice_and_focal():
+    # Dice: per-class scores d0, d1 as in test_soft_dice, averaged with weights (1, 3).
+    d0 = (2 * 0.5 + 1) / (0.75 + 1 + 1)
+    d1 = (2 * 0.75 + 1) / (1.25 + 1 + 1)
+    want = 1 - (1 * d0 + 3 * d1) / 4
+    assert float(losses.soft_dice(LABELS, LOGITS, class_weights=[1.0, 3.0])) == pytest.approx(want, rel=1e-6)
+    # Focal: weighted mean of the per-pixel terms; the ignored pixel weighs nothing.
+    f1, f0 = -(0.25**2) * math.log(0.75), -(0.5**2) * math.log(0.5)
+    want = (3 * f1 + 1 * f0) / 4
+    assert float(losses.focal(LABELS, LOGITS, gamma=2.0, class_weights=[1.0, 3.0])) == pytest.approx(want, rel=1e-6)
+
+
+def test_ignored_pixels_do_not_move_any_loss():
+    # Changing the logits of the 255 pixel (third) changes nothing, whatever they are.
+    other = LOGITS.copy()
+    other[0, 0, 2] = [-50.0, 50.0]
+    for kind in losses.LOSSES:
+        a, b = float(losses.KcvLoss(kind)(LABELS, LOGITS)), float(losses.KcvLoss(kind)(LABELS, other))
+        assert a == pytest.approx(b, rel=1e-6), kind
+
+
 # Knowledge distillation (Hinton et al. 2015) on hand-made logits. With T = 2, teacher logits
 # (0, 2 ln 3) soften to p = (1/4, 3/4) and student logits (0, 2 ln 2) to q = (1/3, 2/3).
 # (float32 sums: 1e-5 relative tolerance)

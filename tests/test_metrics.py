@@ -36,3 +36,17 @@ def test_keras_metrics_match_numpy():
     rep = metrics.segmentation_report(metrics.confusion_matrix(y, logits.argmax(-1), 3), "abc")
     assert float(pa.result()) == pytest.approx(rep["val_pixel_accuracy"], rel=1e-6)
     assert float(miou.result()) == pytest.approx(rep["val_miou"], rel=1e-5)
+
+
+def test_keras_pixel_accuracy_and_miou_by_hand_with_ignore():
+    # 2×3 image; the two 255 pixels would be wrong if counted.
+    y = np.array([[[0, 1, 255], [1, 1, 255]]])
+    logits = np.zeros((1, 2, 3, 2), "float32")
+    logits[0, 0, 0, 0] = logits[0, 0, 1, 0] = logits[0, 1, 0, 1] = logits[0, 1, 1, 1] = 1.0
+    logits[0, 0, 2, 0] = logits[0, 1, 2, 0] = 1.0  # ignored pixels predicted 0
+    pa, miou = metrics.training_metrics("segmentation", 2)
+    pa.update_state(y, logits)
+    miou.update_state(y, logits)
+    # pred (0, 0 / 1, 1) vs true (0, 1 / 1, 1): 3 of 4 right; IoU0 = 1/2, IoU1 = 2/3
+    assert float(pa.result()) == pytest.approx(3 / 4)
+    assert float(miou.result()) == pytest.approx((1 / 2 + 2 / 3) / 2, rel=1e-6)

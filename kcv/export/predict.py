@@ -9,7 +9,7 @@ or ``RUN/exports/*``), else from its input shape, with generic class names.
 Segmentation probabilities pass through an optional post-processing hook before the
 argmax — ``postprocess(image uint8 [H, W, 3], probs [H, W, C]) -> probs`` at the model's
 resolution — which is where a dense CRF plugs in: ``kcv.postprocess.crf.dense_crf`` has
-exactly that signature (``kcv predict --crf``, a later issue).
+exactly that signature (``kcv predict --crf``).
 """
 
 from __future__ import annotations

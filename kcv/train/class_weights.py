@@ -9,7 +9,7 @@ as scikit-learn's ``compute_class_weight("balanced")``:
 with ``n_c`` the count of class ``c``, ``N = Σ n_c`` and ``C`` the number of classes, so that
 the weights average to 1 over the training pixels (Σ_c n_c·w_c = N) and a balanced data set
 gets all ones. A class absent from the training data gets weight 1 (it never contributes).
-On ``shapes`` (80 % background) this gives background ≈ 0.3 and each shape ≈ 3–4.
+On ``shapes`` (80 % background) this gives background 0.31 and the shapes 2.5–6.1.
 
 The weights go to :func:`kcv.losses.get_loss` (CE and focal: per-pixel weights, normalised by
 their sum; Dice: a weighted mean of the per-class Dice terms).

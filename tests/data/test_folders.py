@@ -114,3 +114,16 @@ def test_rgb_mask_is_rejected(tmp_path):
     Image.new("RGB", (40, 40)).save(p)
     with pytest.raises(KcvError, match="single-channel"):
         folders.load_segmentation(tmp_path)
+
+
+def test_segmentation_masks_are_resized_with_nearest_neighbour(tmp_path):
+    # Classes 0 and 3 side by side with an ignored (255) band: a bilinear or area resize to a
+    # non-integer scale would invent 1s and 2s on the 0|3 edges and 128-ish values next to 255.
+    write_segmentation_folders(tmp_path)
+    for mask_path in (tmp_path / "train" / "masks").glob("*.png"):
+        m = np.zeros((40, 40), np.uint8)
+        m[:, 17:] = 3
+        m[5:11, :] = 255
+        Image.fromarray(m).save(mask_path)
+    _, y = load_data(str(tmp_path), "segmentation", 29).arrays("train")
+    assert set(np.unique(y)) == {0, 3, 255}

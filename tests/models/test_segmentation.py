@@ -146,6 +146,16 @@ def test_deeplab_output_stride_and_decoder(output_stride, size):
     assert rates == [r * 16 // output_stride for r in (6, 12, 18)]
 
 
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_deeplab_on_atrous_mobilenet_v2(output_stride):
+    model = kcv.create_model("deeplabv3plus", 4, (64, 64, 3), backbone="mobilenet_v2", output_stride=output_stride,
+                             aspp_filters=8, decoder_filters=8, backbone_args={"alpha": 0.35})
+    side = 64 // output_stride
+    assert model.get_layer("deeplabv3plus_aspp_1x1_conv").input.shape[1:3] == (side, side)
+    assert model.get_layer("deeplabv3plus_low_level_conv").input.shape[1:3] == (16, 16)
+    assert model.output_shape == (None, 64, 64, 4)
+
+
 def test_deeplab_default_is_resnet50_os16_and_any_backbone_works():
     model = kcv.create_model("deeplabv3plus", 21, (None, None, 3))
     assert "resnet50_stage5_block3_out" in {l.name for l in model.layers}
@@ -172,3 +182,16 @@ def test_bad_backbone_and_backbone_args_are_user_errors():
         kcv.create_model("deeplabv3plus", 3, (64, 64, 3), output_stride=32)
     with pytest.raises(KcvError, match="upsampling"):
         kcv.create_model("fcn16s", 3, (64, 64, 3), upsampling="nearest")
+
+
+@pytest.mark.parametrize("name", ["fcn32s", "deeplabv3plus", "hypercolumn"])
+def test_kcv_train_defaults_build_at_their_size(name):
+    # The registered `kcv train` defaults (benchmarks/segmentation_zoo.py chose them) are valid
+    # hyperparameters and give input-sized logits at the default image size.
+    from kcv.registry import get_spec
+
+    d = get_spec(name).train_defaults
+    model = kcv.create_model(name, 4, (d["img_size"], d["img_size"], 3), **d["model_args"])
+    assert model.output_shape == (None, d["img_size"], d["img_size"], 4)
+    if name == "deeplabv3plus":  # rates scaled to the 4×4 ASPP input of a 64-px image
+        assert {l.name for l in model.layers} >= {f"deeplabv3plus_aspp_rate{r}_depthwise" for r in (1, 2, 3)}

@@ -26,7 +26,7 @@ Differences from the paper, on purpose:
   filters on the stride-32 tap); narrow them for a big backbone, e.g. ``fc_width=512``
   (torchvision's FCN-ResNet instead uses one 3×3 conv to C/4 channels with BN).
 - Trained from scratch here (no ImageNet weights offline), so ``kcv train`` defaults to a
-  ResNet-18 backbone, 512-wide fc layers and 128 px images (``TRAIN`` below).
+  ResNet-18 backbone, 512-wide fc layers without dropout and 128 px images (``TRAIN`` below).
 """
 
 from __future__ import annotations
@@ -96,14 +96,17 @@ def build_fcn(num_classes: int, input_shape, output_stride: int = 8, backbone: s
 
 
 PAPER = "Long et al. 2015, arXiv:1411.4038"
-# `kcv train` defaults. 128 px, because at 64 px the stride-32 score map of FCN-32s is 2×2 and
-# even an oracle stride-32 predictor (true class fractions of each 32×32 cell, bilinearly
-# upsampled) reaches only 0.24 mIoU on shapes (0.57 at 128 px; benchmarks/segmentation_zoo.py).
-# ResNet-18 and 512-wide fc layers, because VGG-16 (with BN, which it needs without the
-# paper's ImageNet initialisation) trains ~3× slower on a CPU; the paper's net is
-# `--model-arg backbone=vgg16 --model-arg "backbone_args={batch_norm: true}" --model-arg fc_width=4096`.
+# `kcv train` defaults (benchmarks/segmentation_zoo.py, figures in benchmarks/RESULTS.md).
+# 128 px, because at 64 px the stride-32 score map of FCN-32s is 2×2 and even an oracle
+# stride-32 predictor (true class fractions of each 32×32 cell, bilinearly upsampled) reaches
+# only 0.25 mIoU on shapes (0.58 at 128 px). ResNet-18 and 512-wide fc layers, because VGG-16
+# (with BN, which it needs without the paper's ImageNet initialisation) trains ~3× slower on
+# a CPU. No dropout: the paper's 0.5 after fc6 and fc7 comes with ImageNet-trained fc layers;
+# from scratch it held FCN-32s at the majority-class baseline (val mIoU 0.21 vs 0.31 without,
+# same 120 steps) and at 0.32 after 500. The paper's net is `--model-arg backbone=vgg16
+# --model-arg "backbone_args={batch_norm: true}" --model-arg fc_width=4096 --model-arg dropout=0.5`.
 TRAIN = {"img_size": 128, "epochs": 10, "batch_size": 16, "lr": 2e-3,
-         "model_args": {"backbone": "resnet18", "fc_width": 512}}
+         "model_args": {"backbone": "resnet18", "fc_width": 512, "dropout": 0.0}}
 
 
 def _register(stride: int):
