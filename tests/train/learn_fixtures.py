@@ -57,6 +57,27 @@ def teacher_run(tmp_path_factory):
     return _CACHE["teacher"]
 
 
+@pytest.fixture(scope="session")
+def seg_teacher_run(tmp_path_factory):
+    """A tiny U-Net saved as a run directory without training: distillation's plumbing does
+    not care whether the teacher learnt anything, and this costs a second, not a fit."""
+    if "seg_teacher" not in _CACHE:
+        import keras
+
+        import kcv
+        from kcv import runs
+        from kcv.data import shapes
+
+        keras.utils.set_random_seed(0)
+        model = kcv.create_model("unet", 4, (32, 32, 3), base_filters=4, depth=2)
+        run = tmp_path_factory.mktemp("learn_seg") / "unet"
+        runs.save_model(model, run / runs.MODEL_FILE)
+        runs.write_json(run / runs.CONFIG_FILE, {"arch": "unet", "task": "segmentation", "img_size": 32,
+                                                 "num_classes": 4, "class_names": shapes.class_names("segmentation")})
+        _CACHE["seg_teacher"] = run
+    return _CACHE["seg_teacher"]
+
+
 def cli(argv):
     """``kcv ARGV`` in-process; ``(exit code, stdout, stderr)``."""
     from kcv.cli import main

@@ -13,7 +13,10 @@ from kcv import losses, runs
 from kcv.data.pipeline import load_data
 from kcv.data.unlabeled import load_unlabeled, with_unlabeled
 from kcv.train import distill
-from tests.train.learn_fixtures import cli, exports_ok, learn_cnn, teacher_run, tiny  # noqa: F401
+from tests.train.learn_fixtures import cli, exports_ok, learn_cnn, seg_teacher_run, teacher_run, tiny  # noqa: F401
+
+# one xdist worker for the learn tests: they share the teacher runs of learn_fixtures
+pytestmark = pytest.mark.xdist_group("learn")
 
 
 def _tiny_net(seed, name):
@@ -90,10 +93,10 @@ def test_unlabeled_images_join_with_no_label(tmp_path):
     assert masks[-1].shape == (32, 32) and (masks[-1] == 255).all() and (masks[0] < 4).all()
 
 
-def test_pixel_wise_distillation_for_segmentation(tmp_path, unet_run):
+def test_pixel_wise_distillation_for_segmentation(tmp_path, seg_teacher_run):
     from kcv.train import train
 
-    run = train(tiny("unet", tmp_path, data="shapes:16", batch_size=8, teacher=str(unet_run),
+    run = train(tiny("unet", tmp_path, data="shapes:16", batch_size=8, teacher=str(seg_teacher_run),
                      model_args={"base_filters": 2, "depth": 2}))
     student, config = runs.load_run(run)
     assert config["params"] == student.count_params() < config["distillation"]["teacher_params"]
@@ -112,12 +115,12 @@ def test_pixel_wise_distillation_for_segmentation(tmp_path, unet_run):
     (["--teacher", "{run}", "--unlabeled", "{empty}"], "no .png/.jpg/.bmp images directly in the folder"),
     (["--teacher", "{run}", "--unlabeled", "{bad}"], "bad.png: unreadable image"),
 ])
-def test_bad_distillation_flags(tmp_path, teacher_run, unet_run, argv, message):
+def test_bad_distillation_flags(tmp_path, teacher_run, seg_teacher_run, argv, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "bad.png").write_bytes(b"not an image")
     out = tmp_path / "runs"
-    subs = {"{run}": teacher_run, "{unet}": unet_run, "{empty}": tmp_path / "empty", "{bad}": tmp_path / "bad"}
+    subs = {"{run}": teacher_run, "{unet}": seg_teacher_run, "{empty}": tmp_path / "empty", "{bad}": tmp_path / "bad"}
     argv = [str(subs.get(a, a)) for a in argv]
     with learn_cnn() as arch:
         code, _, err = cli(["train", "--arch", arch, "--data", "shapes:8", "--img-size", "32",

@@ -15,6 +15,9 @@ from kcv.data.unlabeled import load_unlabeled
 from kcv.train import self_training as st
 from tests.train.learn_fixtures import cli, exports_ok, learn_cnn, teacher_run  # noqa: F401
 
+# one xdist worker for the learn tests: they share the teacher runs of learn_fixtures
+pytestmark = pytest.mark.xdist_group("learn")
+
 
 def _colour_classifier():
     """A fixed "teacher": logits = 10 × (mean R, mean G, mean B) in [0, 1], so its

@@ -14,6 +14,9 @@ from kcv.train import transfer
 from kcv.train.loop import TrainConfig
 from tests.train.learn_fixtures import cli, exports_ok, teacher_run, learn_cnn, tiny  # noqa: F401
 
+# one xdist worker for the learn tests: they share the teacher runs of learn_fixtures
+pytestmark = pytest.mark.xdist_group("learn")
+
 
 def _model(width=8, classes=3):
     from tests.export.fixtures import build_test_cnn
