@@ -67,6 +67,35 @@ def soft_dice(y_true, logits, smooth: float = 1.0, class_weights=None):
     return 1.0 - ops.sum(dice * w) / ops.sum(w)
 
 
+def kl_distillation(teacher_logits, student_logits, temperature: float = 1.0):
+    """Hinton et al. 2015 (arXiv:1503.02531) soft-target term:
+    T²·KL(softmax(teacher/T) ‖ softmax(student/T)), mean over samples (or pixels).
+
+    The KL is summed over the class axis (the last) and computed from log-softmaxes, so a
+    teacher probability that underflows to 0 contributes exactly 0 (Keras' ``KLDivergence``
+    clips probabilities to 1e-7 instead). The T² factor keeps the gradient magnitude of
+    this term independent of T (the paper's section 2).
+    """
+    t = ops.cast(teacher_logits, "float32") / temperature
+    s = ops.cast(student_logits, "float32") / temperature
+    log_p = ops.log_softmax(t, axis=-1)
+    kl = ops.sum(ops.exp(log_p) * (log_p - ops.log_softmax(s, axis=-1)), axis=-1)
+    return (temperature * temperature) * ops.mean(kl)
+
+
+def distillation(y_true, student_logits, teacher_logits, temperature: float, alpha: float,
+                 class_weights=None):
+    """Knowledge-distillation loss (Hinton et al. 2015):
+    α·CE(labels, student) + (1−α)·T²·KL(softmax(teacher/T) ‖ softmax(student/T)).
+
+    Samples (classification) or pixels (segmentation) labelled 255 have no label: they
+    contribute only the KL term, which is how unlabeled images take part. The CE is the
+    mean over labelled samples/pixels, the KL the mean over all of them.
+    """
+    ce = cross_entropy(y_true, student_logits, class_weights)
+    return alpha * ce + (1.0 - alpha) * kl_distillation(teacher_logits, student_logits, temperature)
+
+
 @keras.saving.register_keras_serializable(package="kcv")
 class KcvLoss(keras.losses.Loss):
     """A Keras wrapper of the pure losses above, selected by ``kind`` (``ce``, ``dice``,

@@ -19,6 +19,18 @@ import kcv  # noqa: E402,F401
 from kcv.data import shapes  # noqa: E402
 
 
+# Tests that share the session-scoped export fixtures (tests/export/fixtures.py) run on one
+# xdist worker, so the test CNN and U-Net are trained and exported once, not once per worker.
+_EXPORT_GROUP = ("tests/export/", "tests/cli/test_predict.py", "tests/viz/test_gradcam.py",
+                 "tests/test_compare.py")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.nodeid.startswith(_EXPORT_GROUP):
+            item.add_marker(pytest.mark.xdist_group("export"))
+
+
 def run_cli(argv, capsys):
     """Run ``kcv ARGV`` in-process; return ``(exit_code, stdout, stderr)``."""
     from kcv.cli import main

@@ -83,3 +83,45 @@ def test_ignored_pixels_do_not_move_any_loss():
     for kind in losses.LOSSES:
         a, b = float(losses.KcvLoss(kind)(LABELS, LOGITS)), float(losses.KcvLoss(kind)(LABELS, other))
         assert a == pytest.approx(b, rel=1e-6), kind
+
+
+# Knowledge distillation (Hinton et al. 2015) on hand-made logits. With T = 2, teacher logits
+# (0, 2 ln 3) soften to p = (1/4, 3/4) and student logits (0, 2 ln 2) to q = (1/3, 2/3).
+# (float32 sums: 1e-5 relative tolerance)
+T = 2.0
+TEACHER = np.array([[0.0, 2 * math.log(3)], [0.0, 0.0]], "float32")
+STUDENT = np.array([[0.0, 2 * math.log(2)], [0.0, 0.0]], "float32")
+KL0 = 0.25 * math.log(0.25 / (1 / 3)) + 0.75 * math.log(0.75 / (2 / 3))  # KL(p || q), sample 0
+
+
+def test_kl_distillation_includes_t_squared():
+    # sample 1: teacher = student → KL 0; mean over the two samples, times T² = 4
+    want = T**2 * (KL0 + 0.0) / 2
+    assert float(losses.kl_distillation(TEACHER, STUDENT, T)) == pytest.approx(want, rel=1e-5)
+    assert float(losses.kl_distillation(TEACHER, TEACHER, T)) == pytest.approx(0.0, abs=1e-7)
+    # T = 1: the raw logits, p = softmax(0, 2 ln 3) = (1/10, 9/10), q = (1/5, 4/5)
+    kl1 = 0.1 * math.log(0.1 / 0.2) + 0.9 * math.log(0.9 / 0.8)
+    assert float(losses.kl_distillation(TEACHER, STUDENT, 1.0)) == pytest.approx(kl1 / 2, rel=1e-5)
+
+
+def test_distillation_formula_unlabelled_samples_get_kl_only():
+    labels = np.array([1, 255], "int32")  # sample 1 has no label
+    alpha = 0.3
+    # CE over the labelled sample at T = 1: −ln softmax(0, 2 ln 2)[1] = −ln(4/5)
+    want = alpha * -math.log(0.8) + (1 - alpha) * T**2 * KL0 / 2
+    got = losses.distillation(labels, STUDENT, TEACHER, temperature=T, alpha=alpha)
+    assert float(got) == pytest.approx(want, rel=1e-5)
+
+
+def test_distillation_is_pixel_wise_for_segmentation():
+    # the same two "samples" as two pixels of a 1×1×2 map: the same means
+    labels = np.array([[[1, 255]]], "int32")
+    got = losses.distillation(labels, STUDENT[None, None], TEACHER[None, None], temperature=T, alpha=0.3)
+    assert float(got) == pytest.approx(0.3 * -math.log(0.8) + 0.7 * T**2 * KL0 / 2, rel=1e-5)
+
+
+def test_kl_of_a_confident_teacher_is_exact():
+    # p(class 1) = e^-60 underflows in float32; its term is 0, not clipped to 1e-7 · log(...)
+    teacher = np.array([[60.0, 0.0]], "float32")
+    student = np.array([[0.0, 0.0]], "float32")
+    assert float(losses.kl_distillation(teacher, student, 1.0)) == pytest.approx(math.log(2), rel=1e-5)

@@ -127,7 +127,9 @@ class Augmenter:
         if self.task == "segmentation":
             masks = tf.cast(tf.round(data["segmentation_masks"][..., 0]), tf.int32) - 1
             return images, tf.where(masks < 0, IGNORE_LABEL, masks)
-        labels = data["labels"] if self.soft_labels else tf.cast(targets, tf.int32)
+        # soft targets (mixed, or soft pseudo-labels) stay float; hard labels stay int
+        soft = self.soft_labels or targets.dtype.is_floating
+        labels = data["labels"] if soft else tf.cast(targets, tf.int32)
         return images, labels
 
 

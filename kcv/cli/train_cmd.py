@@ -65,6 +65,27 @@ RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
 @click.option("--backbone", default=None, metavar="RUN",
               help="--arch knn only: compare a trained classifier run's penultimate features "
                    "instead of raw pixels.")
+@click.option("--pretrained", default=None, metavar="RUN|FILE",
+              help="Transfer learning: start from a kcv run, a .keras / .weights.h5 file or a "
+                   "keras.applications .h5 weights file on disk; layers are matched by name (or, "
+                   "for a same-architecture file with other names, by order) where shapes agree; "
+                   "the head is freshly initialised, so task and classes may differ.")
+@click.option("--freeze-backbone", is_flag=True,
+              help="With --pretrained: train only the head (feature extraction); the backbone's "
+                   "BatchNorm stays in inference mode.")
+@click.option("--backbone-lr-mult", type=float, default=None, metavar="F",
+              help="With --pretrained: fine-tune everything, the backbone at F x the head's "
+                   "learning rate (e.g. 0.1).")
+@click.option("--teacher", default=None, metavar="RUN",
+              help="Knowledge distillation from a trained run: loss = A*CE + (1-A)*T^2*KL(teacher/T || "
+                   "student/T); only the student is saved and exported.")
+@click.option("--temperature", type=float, default=4.0, show_default=True,
+              help="Distillation temperature T (with --teacher).")
+@click.option("--alpha", type=float, default=0.5, show_default=True,
+              help="Weight A of the label loss; 1 - A goes to the distillation term (with --teacher).")
+@click.option("--unlabeled", default=None, metavar="DIR|shapes[:N]",
+              help="With --teacher: also train on these unlabeled images (a flat folder), which get "
+                   "the distillation term only.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(quiet, model_args, **flags):
     """Train ARCH on the built-in shapes data or a folder; write saved_models/<name>/.
@@ -77,6 +98,9 @@ def command(quiet, model_args, **flags):
       kcv train --resume saved_models/unet --epochs 20
       kcv train --arch knn --backbone saved_models/resnet18 --model-arg k=5
       kcv train --arch deeplabv3plus --loss ce+dice --class-weights auto
+      kcv train --arch resnet18 --data my_data/ --pretrained saved_models/resnet18 --freeze-backbone
+      kcv train --arch unet --model-arg backbone=resnet18 --pretrained saved_models/resnet18 --backbone-lr-mult 0.1
+      kcv train --arch mobilenet_v2 --teacher saved_models/resnet50 --temperature 4 --alpha 0.5
     """
     import json
 

@@ -28,7 +28,9 @@ class DataSource:
     """A labelled data set ready for training: class names, sizes and split pipelines.
 
     ``raw(split)`` returns the decoded, cached, unbatched ``tf.data.Dataset`` of
-    ``(uint8 image, int target)``; everything else is built on it.
+    ``(uint8 image, int target)``; everything else is built on it. With ``soft_targets``
+    the training split's targets are float32 class distributions ``[K]`` (soft
+    pseudo-labels); the validation split keeps integer labels.
     """
 
     task: str
@@ -38,6 +40,7 @@ class DataSource:
     num_train: int
     num_val: int
     raw: Callable[[str], tf.data.Dataset]
+    soft_targets: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -121,11 +124,15 @@ class DataSource:
 
 
 def _cast(image, target):
+    if target.dtype.is_floating:  # soft targets (class distributions) stay float
+        return tf.cast(image, tf.float32), tf.cast(target, tf.float32)
     return tf.cast(image, tf.float32), tf.cast(target, tf.int32)
 
 
 def _cast_one_hot(num_classes: int):
     def cast(image, target):
+        if target.dtype.is_floating:  # already a distribution over the classes
+            return tf.cast(image, tf.float32), tf.cast(target, tf.float32)
         return tf.cast(image, tf.float32), tf.one_hot(tf.cast(target, tf.int32), num_classes)
     return cast
 

@@ -73,8 +73,12 @@ def _shape_colour(rng, background_mean):
     return 255 - background_mean
 
 
-def make_sample(seed: int, split: str, index: int, size: int, task: str):
-    """One image (``uint8 [size, size, 3]``) and its label (int) or mask (``uint8 [size, size]``)."""
+def make_sample(seed: int, split: str, index: int, size: int, task: str, with_mask: bool = False):
+    """One image (``uint8 [size, size, 3]``) and its label (int) or mask (``uint8 [size, size]``).
+
+    ``with_mask=True`` (classification): ``(image, label, mask)``, the mask of the very same
+    sample (0 = background, label + 1 on the shape), e.g. to score where a classifier looks.
+    """
     rng = np.random.default_rng([seed, _SPLITS[split], index])
     img = _background(rng, size)
     mask = np.zeros((size, size), np.uint8)
@@ -86,7 +90,9 @@ def make_sample(seed: int, split: str, index: int, size: int, task: str):
         img[m] = colour + rng.normal(0, 6, (int(m.sum()), 3))
         mask[m] = kind + 1
     img = np.clip(img, 0, 255).astype(np.uint8)
-    return (img, int(kinds[0])) if task == "classification" else (img, mask)
+    if task != "classification":
+        return img, mask
+    return (img, int(kinds[0]), mask) if with_mask else (img, int(kinds[0]))
 
 
 def make_split(n: int, size: int, task: str, split: str = "train", seed: int = 0):

@@ -54,6 +54,11 @@ def layer_macs(layer) -> int:
     if isinstance(layer, layers.Conv2D):
         kh, kw = layer.kernel_size
         return _hw(out_shape) * out_shape[-1] * kh * kw * in_shape[-1] // layer.groups
+    # k-NN, matched by name so that this module needs no model family: one distance matmul
+    # per image, [1, D] × [D, N]
+    if type(layer).__name__ == "NearestNeighbors":
+        refs = layer.references.shape
+        return int(refs[0]) * int(refs[1])
     if isinstance(layer, layers.Dense):
         return math.prod(d for d in out_shape[1:-1] if d is not None) * in_shape[-1] * out_shape[-1]
     return 0
@@ -229,9 +234,10 @@ def _trainable(model) -> int:
     return sum(math.prod(w.shape) for w in model.trainable_weights)
 
 
-def info_report(arch: str, img_size: int = 224, num_classes: int | None = None,
-                model_args: dict | None = None, show_layers: bool = True) -> str:
-    """``kcv info``: the layer table, parameter and MAC totals, and the receptive field."""
+def build_for_info(arch: str, img_size: int = 224, num_classes: int | None = None,
+                   model_args: dict | None = None) -> keras.Model:
+    """The model ``kcv info`` describes: ``arch`` at ``img_size`` with ``num_classes``
+    (default 1000 for classification, 21 for segmentation)."""
     from kcv.errors import KcvError
     from kcv.registry import create_model, get_spec
 
@@ -239,7 +245,21 @@ def info_report(arch: str, img_size: int = 224, num_classes: int | None = None,
     if img_size < spec.min_size:
         raise KcvError(f"--img-size {img_size}: {arch} needs at least {spec.min_size} px")
     n_cls = num_classes or (1000 if spec.task == "classification" else 21)
-    model = create_model(arch, n_cls, (img_size, img_size, 3), **(model_args or {}))
+    return create_model(arch, n_cls, (img_size, img_size, 3), **(model_args or {}))
+
+
+def info_report(arch: str, img_size: int = 224, num_classes: int | None = None,
+                model_args: dict | None = None, show_layers: bool = True,
+                model: keras.Model | None = None) -> str:
+    """``kcv info``: the layer table, parameter and MAC totals, and the receptive field.
+
+    ``model``: the already built :func:`build_for_info` model (saves building it twice).
+    """
+    from kcv.registry import get_spec
+
+    spec = get_spec(arch)
+    model = model if model is not None else build_for_info(arch, img_size, num_classes, model_args)
+    n_cls = int(model.outputs[0].shape[-1])
     fields = propagate_rf(model)
     lines = [f"{arch} ({spec.task}, family {spec.family}) at {img_size}×{img_size}×3, "
              f"{n_cls} classes" + (f"; {spec.paper}" if spec.paper else "")]

@@ -80,6 +80,17 @@ class TrainConfig:
     tensorboard: bool = False
     resume: str | None = None
     backbone: str | None = None  # k-NN only: a trained classifier run whose features it uses
+    # transfer learning (kcv.train.transfer)
+    pretrained: str | None = None  # a run, .keras, .weights.h5 or keras.applications .h5 file
+    freeze_backbone: bool = False
+    backbone_lr_mult: float | None = None
+    # knowledge distillation (kcv.train.distill)
+    teacher: str | None = None  # a trained run
+    temperature: float = 4.0
+    alpha: float = 0.5
+    unlabeled: str | None = None  # images that get only the distillation term
+    # self-training (kcv.train.self_training): the pseudo-labels file of the round
+    pseudo_labels: str | None = None
     verbose: int = 1
 
     def resolved(self) -> "TrainConfig":
@@ -141,6 +152,8 @@ def _check(cfg: TrainConfig, spec) -> None:
         if importlib.util.find_spec("tensorboard") is None:
             raise KcvError("--tensorboard: the tensorboard package is not installed "
                            "(pip install tensorboard, or pip install 'kcv[tensorboard]')")
+    for p in PLUGINS:  # flag errors of the plugins' options, before any data is loaded
+        p.check(cfg, spec)
 
 
 class TrainPlugin:
@@ -152,6 +165,16 @@ class TrainPlugin:
 
     def applies(self, cfg: TrainConfig) -> bool:
         return False
+
+    def check(self, cfg: TrainConfig, spec) -> None:
+        """Raise :class:`KcvError` for bad options (called for every plugin, applying or not,
+        when the config is resolved, so that e.g. a flag given without its companion is
+        reported before any data is loaded)."""
+
+    def prepare_data(self, source, cfg: TrainConfig):
+        """Return the :class:`~kcv.data.pipeline.DataSource` to train on (e.g. with
+        unlabeled or pseudo-labelled images added to the training split)."""
+        return source
 
     def prepare_model(self, model: keras.Model, cfg: TrainConfig, source) -> keras.Model:
         """Return the model to compile and fit (inside the strategy scope)."""
@@ -255,6 +278,7 @@ def train(config: TrainConfig) -> Path | None:
         spec = get_spec(cfg.arch)
         source = load_data(cfg.data, spec.task, cfg.img_size, seed=cfg.seed, val_split=cfg.val_split)
         job = _Job(cfg, spec, source, strategy)
+        source = job.source  # what the plugins made of it
         model = job.compiled_model()
         if chief:
             run_dir = run_dir or runs.new_run_dir(cfg.out, cfg.name or cfg.arch)
@@ -267,7 +291,7 @@ def train(config: TrainConfig) -> Path | None:
                            state, cfg.patience, job.deployable, rng={"seed": cfg.seed})
         train_ds, val_ds = job.datasets(model, start)
         if cfg.verbose:
-            _announce(cfg, model, source, strategy, run_dir, start)
+            _announce(cfg, job.deployable(model), source, strategy, run_dir, start)
         t0 = time.perf_counter()
         if start < cfg.epochs:
             with fused_batch_norm():
@@ -293,11 +317,15 @@ class _Job:
     def __init__(self, cfg: TrainConfig, spec, source, strategy):
         from kcv.augment import parse_policy
 
-        self.cfg, self.spec, self.source, self.strategy = cfg, spec, source, strategy
         self.plugins = [p for p in PLUGINS if p.applies(cfg)]
+        for p in self.plugins:
+            source = p.prepare_data(source, cfg)
+        self.cfg, self.spec, self.source, self.strategy = cfg, spec, source, strategy
         self.policy = parse_policy(cfg.augment, spec.task)
-        # CutMix/MixUp and label smoothing need one-hot targets and a categorical loss.
-        self.soft = spec.task == "classification" and (self.policy.mixing or cfg.label_smoothing > 0)
+        # CutMix/MixUp, label smoothing and soft pseudo-labels need one-hot targets and a
+        # categorical loss.
+        self.soft = spec.task == "classification" and (self.policy.mixing or cfg.label_smoothing > 0
+                                                        or source.soft_targets)
         self.drop = strategy.num_replicas_in_sync > 1  # equal per-replica batches
         self.steps = source.steps_per_epoch(cfg.batch_size, self.drop)
         self.class_weights = resolve_class_weights(cfg.class_weights, source)

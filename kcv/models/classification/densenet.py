@@ -95,6 +95,7 @@ def _register(variant: str):
               paper="Huang et al. 2017, arXiv:1608.06993", taps=_taps(variant),
               train_defaults=_DEFAULTS,
               reference={"params": params, "gflops": gflops,
+                         "count": "trainable",
                          "source": "torchvision (trainable; Keras adds BN moving statistics)"})
     def builder(num_classes, input_shape=(224, 224, 3), growth_rate=32, compression=0.5,
                 features_only=False):

@@ -123,7 +123,7 @@ def build_mobilenet_v2(num_classes: int, input_shape, alpha: float = 1.0, output
           taps={2: "mobilenet_v2_block0_project_bn", 4: "mobilenet_v2_block2_add",
                 8: "mobilenet_v2_block5_add", 16: "mobilenet_v2_block12_add",
                 32: "mobilenet_v2_out_relu"},
-          reference={"params": 3_504_872, "gflops": 0.30,
+          reference={"params": 3_504_872, "gflops": 0.30, "count": "trainable",
                      "source": "torchvision / keras.applications (trainable)"},
           train_defaults={"img_size": 64, "epochs": 10, "batch_size": 32, "lr": 1e-3})
 def mobilenet_v2(num_classes, input_shape=(224, 224, 3), alpha=1.0, output_stride=None,

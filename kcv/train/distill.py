@@ -1,0 +1,194 @@
+"""Knowledge distillation: ``kcv train --teacher RUN --temperature T --alpha A [--unlabeled DIR]``.
+
+Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"
+(arXiv:1503.02531): the student minimises
+
+    A·CE(labels, student) + (1−A)·T²·KL(softmax(teacher/T) ‖ softmax(student/T))
+
+(:func:`kcv.losses.distillation`). Built on ``keras.distillation.Distiller``, which already
+freezes the teacher, runs it with ``training=False`` (BatchNorm and dropout in inference
+mode), forwards ``call`` to the student and mixes the two terms as
+``student_loss_weight·student_loss + (1 − student_loss_weight)·distillation_loss`` — that is
+the formula with ``student_loss_weight = A``. What kcv adds, without overriding
+``compute_loss``:
+
+- :class:`SoftTargetKL`, a ``keras.distillation.DistillationLoss`` computing
+  T²·KL from log-softmaxes (Keras' ``LogitsDistillation`` goes through ``KLDivergence``,
+  which clips probabilities to 1e-7, so a confident teacher's exact KL is not what it
+  computes). It reduces over the class axis only, so on ``[B, H, W, C]`` segmentation logits
+  it is the pixel-wise distillation, averaged over pixels.
+- Unlabeled images (``--unlabeled``) join the training split with target 255, the label
+  every kcv loss ignores: their CE term is zero and the mean CE runs over labelled samples
+  only, while the KL term covers every image, which is exactly "KL term only" for them.
+  Keras' sparse cross-entropy would reject label 255, so the student loss becomes
+  :class:`kcv.losses.KcvLoss`, and training accuracy counts labelled samples only.
+- The teacher and the student see the same augmented batch, as in Hinton et al. and in
+  Beyer et al. 2022 ("Knowledge distillation: A good teacher is patient and consistent",
+  arXiv:2106.05237), who found that feeding both the same view ("function matching") beats
+  a teacher on clean images. (Self-training's pseudo-labels, where the teacher must label
+  clean images, are in :mod:`kcv.train.self_training`.)
+- Only the student is saved (``model.keras``) and exported; ``last.keras`` holds the whole
+  distiller so that ``--resume`` works.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from kcv import losses, runs
+from kcv.errors import KcvError
+from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
+
+IGNORE_LABEL = losses.IGNORE_LABEL
+
+
+@keras.saving.register_keras_serializable(package="kcv")
+class SoftTargetKL(keras.distillation.DistillationLoss):
+    """T²·KL(softmax(teacher/T) ‖ softmax(student/T)), mean over samples or pixels
+    (:func:`kcv.losses.kl_distillation`)."""
+
+    def __init__(self, temperature: float = 4.0):
+        if not temperature > 0:
+            raise KcvError(f"--temperature {temperature}: must be positive")
+        self.temperature = float(temperature)
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        return losses.kl_distillation(teacher_outputs, student_outputs, self.temperature)
+
+    def get_config(self):
+        return {"temperature": self.temperature}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def make_distiller(teacher: keras.Model, student: keras.Model, temperature: float, alpha: float):
+    """A ``keras.distillation.Distiller`` whose loss is :func:`kcv.losses.distillation`.
+
+    A teacher with auxiliary heads (GoogLeNet) is distilled from its main head.
+    """
+    if len(teacher.outputs) > 1:
+        teacher = keras.Model(teacher.inputs, teacher.outputs[0], name=teacher.name)
+    if len(student.outputs) > 1:
+        raise KcvError(f"--teacher: the student '{student.name}' has auxiliary heads; "
+                       "distil into a single-output architecture")
+    distiller = keras.distillation.Distiller(teacher=teacher, student=student,
+                                             distillation_losses=SoftTargetKL(temperature),
+                                             student_loss_weight=float(alpha), name="distiller")
+    distiller.built = True  # its only weights are the two (built) models'
+    return distiller
+
+
+@keras.saving.register_keras_serializable(package="kcv")
+class LabelledAccuracy(keras.metrics.SparseCategoricalAccuracy):
+    """Sparse accuracy over labelled samples only (targets of 255 are skipped)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labelled = keras.ops.cast(keras.ops.not_equal(keras.ops.cast(y_true, "int32"), IGNORE_LABEL), "float32")
+        return super().update_state(y_true, y_pred, sample_weight=labelled)
+
+
+@keras.saving.register_keras_serializable(package="kcv")
+class LabelledTopK(keras.metrics.SparseTopKCategoricalAccuracy):
+    """Sparse top-k accuracy over labelled samples only (targets of 255 are skipped)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labelled = keras.ops.cast(keras.ops.not_equal(keras.ops.cast(y_true, "int32"), IGNORE_LABEL), "float32")
+        return super().update_state(y_true, y_pred, sample_weight=labelled)
+
+
+def load_teacher(path, task: str, class_names, img_size: int) -> keras.Model:
+    """The trained model of run ``path``, checked against the student's task and classes.
+
+    Raises:
+        KcvError: not a run, another task, other classes or another input size.
+    """
+    model, config = runs.load_run(path)
+    where = f"--teacher {path}"
+    if config.get("task") != task:
+        raise KcvError(f"{where}: a {config.get('task')} run; the student is {task}")
+    if list(config.get("class_names", [])) != list(class_names):
+        raise KcvError(f"{where}: trained on classes {config.get('class_names')}; the data has "
+                       f"{list(class_names)}")
+    side = tuple(model.inputs[0].shape[1:3])
+    if None not in side and side != (img_size, img_size):
+        raise KcvError(f"{where}: takes {side[0]} px images; pass --img-size {side[0]}")
+    return model
+
+
+def _teacher_dir(cfg: TrainConfig):
+    try:
+        return runs.resolve_run(cfg.teacher, cfg.out)
+    except KcvError as e:
+        raise KcvError(f"--teacher {e}") from None
+
+
+class DistillPlugin(TrainPlugin):
+    """``kcv train --teacher RUN --temperature T --alpha A [--unlabeled DIR]``."""
+
+    def __init__(self):
+        self.unlabeled_count = 0
+        self.params: dict = {}
+
+    def applies(self, cfg: TrainConfig) -> bool:
+        return bool(cfg.teacher)
+
+    def check(self, cfg: TrainConfig, spec) -> None:
+        from kcv.augment import parse_policy
+
+        if cfg.unlabeled and not cfg.teacher:
+            raise KcvError("--unlabeled needs --teacher RUN (or use `kcv self-train` for pseudo-labels)")
+        if not cfg.teacher:
+            return
+        if spec.family == "knn":
+            raise KcvError("--teacher: k-NN is not trained by gradient descent; distil into a CNN")
+        _teacher_dir(cfg)  # a clear error before the data is loaded
+        if not 0.0 <= cfg.alpha <= 1.0:
+            raise KcvError(f"--alpha {cfg.alpha}: must be in [0, 1] (weight of the label loss)")
+        if not cfg.temperature > 0:
+            raise KcvError(f"--temperature {cfg.temperature}: must be positive")
+        if cfg.unlabeled:
+            if cfg.alpha >= 1.0:
+                raise KcvError("--unlabeled with --alpha 1: unlabeled images would get no loss at all")
+            if parse_policy(cfg.augment, spec.task).mixing or cfg.label_smoothing:
+                raise KcvError("--unlabeled: cannot be combined with cutmix/mixup or "
+                               "--label-smoothing (mixed targets of unlabeled images)")
+
+    def prepare_data(self, source, cfg: TrainConfig):
+        if not cfg.unlabeled:
+            return source
+        from kcv.data.unlabeled import load_unlabeled, with_unlabeled
+
+        unlabeled = load_unlabeled(cfg.unlabeled, source.task, source.img_size)
+        self.unlabeled_count = len(unlabeled)
+        return with_unlabeled(source, unlabeled)
+
+    def prepare_model(self, model, cfg: TrainConfig, source):
+        teacher = load_teacher(_teacher_dir(cfg), source.task, source.class_names, cfg.img_size)
+        self.params = {"params": int(model.count_params()), "teacher_params": int(teacher.count_params())}
+        return make_distiller(teacher, model, cfg.temperature, cfg.alpha)
+
+    def compile_args(self, args: dict, cfg: TrainConfig, source) -> dict:
+        if cfg.unlabeled:
+            loss = args["loss"]
+            if not isinstance(loss, losses.KcvLoss):  # Keras' sparse CE cannot skip label 255
+                args["loss"] = losses.KcvLoss(cfg.loss)
+            if source.task == "classification":
+                k = min(5, source.num_classes)
+                args["metrics"] = [LabelledAccuracy(name="accuracy"), LabelledTopK(k=k, name="top5_accuracy")]
+        return args
+
+    def deployable(self, model):
+        return model.student if isinstance(model, keras.distillation.Distiller) else model
+
+    def record(self, cfg: TrainConfig) -> dict:
+        out = {"teacher": str(cfg.teacher), "temperature": cfg.temperature, "alpha": cfg.alpha,
+               "teacher_params": self.params.get("teacher_params")}
+        if cfg.unlabeled:
+            out.update(unlabeled=str(cfg.unlabeled), unlabeled_images=self.unlabeled_count)
+        # "params" is the student's: the distiller being fitted also holds the teacher
+        return {"params": self.params.get("params"), "distillation": out}
+
+
+register_plugin(DistillPlugin())

@@ -1,0 +1,417 @@
+"""Transfer learning: ``--pretrained RUN|FILE``, ``--freeze-backbone``, ``--backbone-lr-mult F``.
+
+The course's recipe (Yosinski et al. 2014, "How transferable are features in deep neural
+networks?", arXiv:1411.1792): start from weights learnt on another task, replace the head,
+then either train only the new head on frozen features (feature extraction) or fine-tune
+the whole network with a lower learning rate for the old layers than for the new head.
+
+- Weights are matched **by layer name** where every variable's shape agrees (kcv's
+  deterministic layer names make a ResNet-18 classifier's layers line up with the encoder
+  of a U-Net on ``backbone=resnet18``). A file whose names share nothing with the model but
+  whose weighted layers have exactly the model's shapes in the same order (a
+  keras.applications weights file for the same architecture) is matched by order instead.
+  The head is never copied: it is freshly initialised, so the task and the class count may
+  differ from the source's.
+- Sources: a kcv run directory, a ``.keras`` model, a ``.weights.h5`` file, or a legacy
+  Keras ``.h5`` weights file such as the keras.applications downloads a user already has
+  on disk. The files are read with h5py, layer by layer; nothing is deserialised and
+  nothing is downloaded.
+- ``backbone`` = everything but the head: classification, the layers the input of
+  ``logits`` depends on; segmentation, the layers the encoder's feature taps depend on.
+  ``--freeze-backbone`` sets them ``trainable = False``, which in Keras 3 also runs their
+  BatchNorm layers in inference mode (moving statistics used and left unchanged).
+- ``--backbone-lr-mult F`` (no tensorflow-addons): the optimizer is swapped for a
+  subclass whose ``update_step`` multiplies the learning rate by F for backbone variables
+  (and their decoupled weight decay, which is proportional to the learning rate), so the
+  backbone's step is exactly F× the head's for SGD, Adam and AdamW alike. Scaling the
+  *gradients* instead would do nothing under Adam, whose step is invariant to the
+  gradient's scale.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kcv import runs
+from kcv.errors import KcvError
+from kcv.registry import get_spec
+from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
+
+# ------------------------------------------------------------------------------------------
+# Reading weights from files, by layer name
+
+
+def _own_variables(layer) -> list:
+    """A layer's own variables in the order Keras saves them (``save_own_variables``)."""
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def _h5_file(path: Path):
+    import h5py
+
+    if path.suffix == ".keras" or zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            return h5py.File(io.BytesIO(zf.read("model.weights.h5")), "r")
+    return h5py.File(path, "r")
+
+
+def _keras3_layers(group, found: dict, repeated: set) -> None:
+    """Collect ``{layer name: [arrays]}`` from a Keras 3 weights file (``layers/*/vars``
+    groups carry the layer's name as an attribute)."""
+    import h5py
+
+    for key, item in group.items():
+        if not isinstance(item, h5py.Group):
+            continue
+        if key == "vars":
+            name = item.attrs.get("name")
+            arrays = [np.asarray(item[str(i)]) for i in range(len(item))]
+            if name is None or not arrays:
+                continue
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if name in found:
+                repeated.add(name)
+            found[name] = arrays
+        else:
+            _keras3_layers(item, found, repeated)
+
+
+def _legacy_layers(group) -> dict:
+    """``{layer name: [arrays]}`` from a Keras 2 ``.h5`` file (keras.applications weights)."""
+    if "model_weights" in group:  # a whole-model .h5 rather than save_weights output
+        group = group["model_weights"]
+    found = {}
+    for raw in group.attrs["layer_names"]:
+        name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group[name].attrs["weight_names"]]
+        if names:
+            found[name] = [np.asarray(group[name][n]) for n in names]
+    return found
+
+
+def read_weights(source) -> tuple[dict, str]:
+    """``({layer name: [arrays in save order]}, description)`` of ``--pretrained source``.
+
+    Raises:
+        KcvError: the path does not exist or is not a weights file kcv can read.
+    """
+    path = Path(source)
+    if path.is_dir():
+        if not (path / runs.MODEL_FILE).is_file():
+            raise KcvError(f"--pretrained {source}: a directory without {runs.MODEL_FILE} "
+                           "(not a kcv run)")
+        path = path / runs.MODEL_FILE
+    elif not path.is_file():
+        raise KcvError(f"--pretrained {source}: no such run directory or file")
+    try:
+        with _h5_file(path) as f:
+            if "layer_names" in f.attrs or "model_weights" in f:
+                return _legacy_layers(f), f"{path} (Keras 2 .h5)"
+            found, repeated = {}, set()
+            _keras3_layers(f["layers"] if "layers" in f else f, found, repeated)
+    except KcvError:
+        raise
+    except Exception as e:  # corrupt zip, not HDF5, no model.weights.h5 inside, ...
+        raise KcvError(f"--pretrained {path}: not a readable Keras weights file "
+                       f"({type(e).__name__}: {e})") from None
+    for name in repeated:  # ambiguous: nested models reusing a name
+        found.pop(name, None)
+    if not found:
+        raise KcvError(f"--pretrained {path}: holds no layer weights")
+    return found, str(path)
+
+
+# ------------------------------------------------------------------------------------------
+# Which layers are the head and which the backbone
+
+
+def _weighted_layers(model) -> list:
+    return [layer for layer in model._flatten_layers(include_self=False) if _own_variables(layer)]
+
+
+def _producer(tensor):
+    return tensor._keras_history.operation
+
+
+def _parents(model, layer) -> list:
+    """The layers feeding ``layer`` inside ``model`` (nodes of other models that share the
+    layer, such as the encoder of :func:`kcv.models.backbone.build_encoder`, are skipped)."""
+    from keras.src.ops.function import make_node_key
+
+    own = getattr(model, "_nodes", None)
+    return [_producer(t) for i, node in enumerate(layer._inbound_nodes)
+            if own is None or make_node_key(layer, i) in own for t in node.input_tensors]
+
+
+def _ancestors(model, layer_names) -> set[str]:
+    """Names of the layers of ``model`` whose output ``layer_names`` depend on (included)."""
+    seen: set[str] = set()
+    stack = [model.get_layer(n) for n in layer_names]
+    while stack:
+        layer = stack.pop()
+        if layer.name not in seen:
+            seen.add(layer.name)
+            stack.extend(_parents(model, layer))
+    return seen & {layer.name for layer in model.layers}
+
+
+def head_layers(model) -> set[str]:
+    """The layers a new task replaces: walking back from each model output, the first
+    layers with weights (``logits`` and auxiliary logits; a segmentation model's final
+    classifier convolution)."""
+    head: set[str] = set()
+    stack, seen = [_producer(t) for t in model.outputs], set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if layer.weights:
+            head.add(layer.name)
+        else:
+            stack.extend(_parents(model, layer))
+    return head
+
+
+def _segmentation_taps(model, arch: str, model_args: dict) -> list[str]:
+    from kcv.models.backbone import feature_taps
+
+    names = {layer.name for layer in model.layers}
+    backbone = model_args.get("backbone", get_spec(arch).hyperparameters.get("backbone"))
+    if backbone:
+        return [n for n in feature_taps(backbone).values() if n in names]
+    return [n for n in names if "_down" in n]  # U-Net's own contracting path
+
+
+def backbone_layers(model, task: str, arch: str, model_args: dict | None = None) -> set[str]:
+    """Names of the backbone's layers (see the module docstring).
+
+    Raises:
+        KcvError: the model has no ``logits`` layer (classification) or no recognisable
+            encoder (segmentation).
+    """
+    if task == "classification":
+        try:
+            logits = model.get_layer("logits")
+        except ValueError:
+            raise KcvError(f"{arch}: no layer named 'logits', cannot tell its head from its backbone") from None
+        return _ancestors(model, [p.name for p in _parents(model, logits)])
+    taps = _segmentation_taps(model, arch, dict(model_args or {}))
+    if not taps:
+        raise KcvError(f"{arch}: cannot find its encoder's feature taps (the backbone)")
+    return _ancestors(model, taps)
+
+
+# ------------------------------------------------------------------------------------------
+# Copying the weights
+
+
+@dataclass
+class TransferReport:
+    """What :func:`load_pretrained` did, for the log and ``config.json``."""
+
+    source: str
+    transferred: list = field(default_factory=list)
+    head: list = field(default_factory=list)
+    missing: list = field(default_factory=list)  # not in the source
+    mismatched: list = field(default_factory=list)  # in the source with other shapes
+    matched_by: str = "name"
+    total: int = 0  # layers of the model with weights
+
+    def summary(self) -> str:
+        s = (f"pretrained: {len(self.transferred)} of {self.total} layers with weights transferred "
+             f"from {self.source} (matched by {self.matched_by}); head freshly initialised: "
+             f"{', '.join(sorted(self.head)) or 'none'}")
+        if self.mismatched:
+            s += f"; {len(self.mismatched)} skipped for shape ({', '.join(self.mismatched[:3])}...)"
+        if self.missing:
+            s += f"; {len(self.missing)} not in the source"
+        return s
+
+    def record(self) -> dict:
+        return {"source": self.source, "layers_transferred": len(self.transferred),
+                "layers_with_weights": self.total, "matched_by": self.matched_by,
+                "head": sorted(self.head), "shape_mismatch": self.mismatched,
+                "not_in_source": len(self.missing)}
+
+
+def _shapes(arrays) -> list[tuple]:
+    return [tuple(np.shape(a)) for a in arrays]
+
+
+def _assign(layer, arrays) -> None:
+    layer.load_own_variables({str(i): a for i, a in enumerate(arrays)})
+
+
+def transfer_weights(model, weights: dict, source: str = "") -> TransferReport:
+    """Copy ``weights`` (``{layer name: arrays}``) into ``model`` by layer name where all
+    shapes match, skipping the head; falls back to layer order when no name matches and
+    the non-head layers' shapes equal the source's in order (see the module docstring)."""
+    head = head_layers(model)
+    body = [layer for layer in _weighted_layers(model) if layer.name not in head]
+    report = TransferReport(source, head=sorted(head), total=len(body) + len(head))
+    for layer in body:
+        arrays = weights.get(layer.name)
+        if arrays is None:
+            report.missing.append(layer.name)
+        elif _shapes(arrays) != [tuple(v.shape) for v in _own_variables(layer)]:
+            report.mismatched.append(layer.name)
+        else:
+            _assign(layer, arrays)
+            report.transferred.append(layer.name)
+    if not report.transferred:
+        _transfer_by_order(body, weights, report)
+    return report
+
+
+def _transfer_by_order(body, weights: dict, report: TransferReport) -> None:
+    wanted = [[tuple(v.shape) for v in _own_variables(layer)] for layer in body]
+    available = list(weights.values())
+    # The source may end with a head of its own (include_top=True): ignore trailing layers.
+    if len(available) < len(wanted) or any(_shapes(a) != w for a, w in zip(available, wanted)):
+        return
+    for layer, arrays in zip(body, available):
+        _assign(layer, arrays)
+    report.transferred = [layer.name for layer in body]
+    report.missing, report.mismatched, report.matched_by = [], [], "order"
+
+
+def load_pretrained(model, source) -> TransferReport:
+    """Initialise ``model`` from ``--pretrained source``; see :func:`transfer_weights`.
+
+    Raises:
+        KcvError: unreadable source, or not a single layer matched.
+    """
+    weights, where = read_weights(source)
+    report = transfer_weights(model, weights, where)
+    if not report.transferred:
+        some = ", ".join(list(weights)[:4])
+        raise KcvError(f"--pretrained {source}: no layer of {model.name} matches the file by name "
+                       f"and shape (the file has e.g. {some}); is it the same architecture?")
+    return report
+
+
+# ------------------------------------------------------------------------------------------
+# A learning-rate multiplier for the backbone's variables
+
+
+class _BackboneLR:
+    """Mixin for a Keras optimizer: the learning rate of the variables whose ``path`` is in
+    ``backbone_variables`` is multiplied by ``backbone_lr_mult``."""
+
+    def __init__(self, *args, backbone_lr_mult: float = 1.0, backbone_variables=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.backbone_lr_mult = float(backbone_lr_mult)
+        self.backbone_variables = sorted(backbone_variables)
+
+    def build(self, variables):
+        super().build(variables)
+        paths = set(self.backbone_variables)
+        self._backbone_index = {i for i, v in enumerate(variables) if v.path in paths}
+
+    def _in_backbone(self, variable) -> bool:
+        return self._get_variable_index(variable) in self._backbone_index
+
+    def _use_weight_decay(self, variable):
+        # Backbone variables decay inside update_step, at their own (scaled) rate.
+        return super()._use_weight_decay(variable) and not self._in_backbone(variable)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._in_backbone(variable):
+            learning_rate = keras.ops.multiply(learning_rate, self.backbone_lr_mult)
+            if self.weight_decay is not None and super()._use_weight_decay(variable):
+                lr = keras.ops.cast(learning_rate, variable.dtype)
+                self.assign_sub(variable, variable * keras.ops.cast(self.weight_decay, variable.dtype) * lr)
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone_lr_mult": self.backbone_lr_mult,
+                "backbone_variables": self.backbone_variables}
+
+
+def _scaled_class(base):
+    cls = type(f"BackboneLR{base.__name__}", (_BackboneLR, base),
+               {"__doc__": f"{base.__name__} with a learning-rate multiplier for backbone variables."})
+    return keras.saving.register_keras_serializable(package="kcv")(cls)
+
+
+_SCALED = {base: _scaled_class(base) for base in (keras.optimizers.SGD, keras.optimizers.Adam,
+                                                  keras.optimizers.AdamW)}
+
+
+def with_backbone_lr_mult(optimizer, backbone_variables, multiplier: float):
+    """A copy of ``optimizer`` (SGD, Adam or AdamW, not yet built) whose learning rate for
+    ``backbone_variables`` (variable paths) is ``multiplier`` × its own."""
+    cls = _SCALED.get(type(optimizer))
+    if cls is None:
+        raise KcvError(f"--backbone-lr-mult: not available for {type(optimizer).__name__}")
+    new = cls.from_config({**optimizer.get_config(), "backbone_lr_mult": multiplier,
+                           "backbone_variables": list(backbone_variables)})
+    for attr in ("_exclude_from_weight_decay", "_exclude_from_weight_decay_pattern"):
+        if hasattr(optimizer, attr):  # set by exclude_from_weight_decay(), not in the config
+            setattr(new, attr, getattr(optimizer, attr))
+    return new
+
+
+# ------------------------------------------------------------------------------------------
+# The training-loop plugin
+
+
+class TransferPlugin(TrainPlugin):
+    """``kcv train --pretrained/--freeze-backbone/--backbone-lr-mult``."""
+
+    def __init__(self):
+        self.report: TransferReport | None = None
+        self.backbone: set[str] = set()
+        self.backbone_paths: list[str] = []
+
+    def applies(self, cfg: TrainConfig) -> bool:
+        return bool(cfg.pretrained or cfg.freeze_backbone or cfg.backbone_lr_mult is not None)
+
+    def check(self, cfg: TrainConfig, spec) -> None:
+        if spec.family == "knn" and self.applies(cfg):
+            raise KcvError("--pretrained/--freeze-backbone/--backbone-lr-mult: k-NN has no weights to "
+                           "transfer; use --backbone RUN for its features")
+        if cfg.freeze_backbone and cfg.backbone_lr_mult is not None:
+            raise KcvError("--freeze-backbone and --backbone-lr-mult exclude each other "
+                           "(frozen = a multiplier of 0)")
+        if (cfg.freeze_backbone or cfg.backbone_lr_mult is not None) and not cfg.pretrained:
+            flag = "--freeze-backbone" if cfg.freeze_backbone else "--backbone-lr-mult"
+            raise KcvError(f"{flag} needs --pretrained RUN|FILE (a backbone worth keeping)")
+        if cfg.backbone_lr_mult is not None and not 0 <= cfg.backbone_lr_mult:
+            raise KcvError(f"--backbone-lr-mult {cfg.backbone_lr_mult}: must be >= 0")
+        if cfg.pretrained and not Path(cfg.pretrained).exists():
+            raise KcvError(f"--pretrained {cfg.pretrained}: no such run directory or file")
+
+    def prepare_model(self, model, cfg: TrainConfig, source):
+        self.report = load_pretrained(model, cfg.pretrained) if cfg.pretrained else None
+        if cfg.verbose and self.report:
+            print(self.report.summary(), flush=True)
+        self.backbone = backbone_layers(model, source.task, cfg.arch, cfg.model_args)
+        top = [layer for layer in model.layers if layer.name in self.backbone]
+        self.backbone_paths = [v.path for layer in top for v in layer.trainable_weights]
+        if cfg.freeze_backbone:
+            for layer in top:
+                layer.trainable = False  # Keras 3: BatchNorm then runs in inference mode
+        return model
+
+    def compile_args(self, args: dict, cfg: TrainConfig, source) -> dict:
+        if cfg.backbone_lr_mult is not None:
+            args["optimizer"] = with_backbone_lr_mult(args["optimizer"], self.backbone_paths,
+                                                      cfg.backbone_lr_mult)
+        return args
+
+    def record(self, cfg: TrainConfig) -> dict:
+        out = {"backbone_layers": len(self.backbone)}
+        if self.report:
+            out.update(self.report.record())
+        return {"transfer": out}
+
+
+register_plugin(TransferPlugin())

@@ -1,0 +1,130 @@
+"""Knowledge distillation: the Keras distiller computes kcv's formula, the teacher never
+changes, only the student is saved and exported, unlabeled images and segmentation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import keras
+import numpy as np
+import pytest
+
+from kcv import losses, runs
+from kcv.data.pipeline import load_data
+from kcv.data.unlabeled import load_unlabeled, with_unlabeled
+from kcv.train import distill
+from tests.train.learn_fixtures import cli, exports_ok, learn_cnn, seg_teacher_run, teacher_run, tiny  # noqa: F401
+
+# one xdist worker for the learn tests: they share the teacher runs of learn_fixtures
+pytestmark = pytest.mark.xdist_group("learn")
+
+
+def _tiny_net(seed, name):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name=f"{name}_conv")(inputs)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x), name=name)
+
+
+def test_distiller_loss_is_the_formula():
+    """keras.distillation.Distiller + SoftTargetKL + a loss that skips label 255 computes
+    α·CE + (1−α)·T²·KL exactly as kcv.losses.distillation does."""
+    teacher, student = _tiny_net(0, "teacher"), _tiny_net(1, "student")
+    d = distill.make_distiller(teacher, student, temperature=3.0, alpha=0.25)
+    d.compile(optimizer="sgd", loss=losses.KcvLoss("ce"))
+    x = np.random.default_rng(0).normal(size=(6, 4, 4, 3)).astype("float32")
+    y = np.array([0, 1, 2, 255, 255, 1], "int32")  # two unlabeled samples
+    got = d.compute_loss(x, y, student(x, training=False), training=False)
+    want = losses.distillation(y, student(x, training=False), teacher(x, training=False), 3.0, 0.25)
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_teacher_frozen_and_in_inference_mode():
+    teacher, student = _tiny_net(0, "teacher"), _tiny_net(1, "student")
+    before = [np.array(w) for w in teacher.weights]  # BN moving statistics included
+    d = distill.make_distiller(teacher, student, temperature=2.0, alpha=0.5)
+    d.compile(optimizer=keras.optimizers.SGD(0.5), loss=losses.KcvLoss("ce"), run_eagerly=True)
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(8, 4, 4, 3)).astype("float32")
+    s0 = [np.array(w) for w in student.weights]
+    d.fit(x, np.arange(8) % 3, epochs=2, batch_size=4, verbose=0)
+    for a, b in zip(before, teacher.weights):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert any(not np.array_equal(a, np.asarray(b)) for a, b in zip(s0, student.weights))
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_distilled_student_with_unlabeled_images(tmp_path, teacher_run):
+    """kcv train --teacher --unlabeled: the teacher's file is untouched, the run's
+    model.keras is the (smaller) student alone, and it exports like any other run."""
+    teacher_file = teacher_run / "model.keras"
+    digest = _digest(teacher_file)
+    with learn_cnn() as arch:
+        code, out, err = cli(["train", "--arch", arch, "--data", "shapes:64", "--img-size", 32,
+                              "--epochs", 1, "--batch-size", 32, "--augment", "none", "--model-arg", "width=4",
+                              "--teacher", teacher_run, "--temperature", 2, "--alpha", 0.7,
+                              "--unlabeled", "shapes:32", "--out", tmp_path, "--name", "student", "--quiet"])
+        assert code == 0, err
+        run = tmp_path / "student"
+        student, config = runs.load_run(run)
+    assert _digest(teacher_file) == digest
+    assert student.name == "cnn" and config["params"] == student.count_params() < config["distillation"]["teacher_params"]
+    assert config["distillation"] == {"teacher": str(teacher_run), "temperature": 2.0, "alpha": 0.7,
+                                      "teacher_params": config["distillation"]["teacher_params"],
+                                      "unlabeled": "shapes:32", "unlabeled_images": 32}
+    assert config["num_train"] == 64 + 32
+    history = (run / "history.csv").read_text().splitlines()[0]
+    assert "distillation_loss" in history and "student_loss" in history
+    exports_ok(run)
+
+
+def test_unlabeled_images_join_with_no_label(tmp_path):
+    source = load_data("shapes:8", "classification", 32)
+    both = with_unlabeled(source, load_unlabeled("shapes:5", "classification", 32))
+    targets = [int(y) for _, y in both.raw("train").as_numpy_iterator()]
+    assert both.num_train == 13 and targets[8:] == [255] * 5 and max(targets[:8]) < 3
+    seg = load_data("shapes:4", "segmentation", 32)
+    masks = [y for _, y in with_unlabeled(seg, load_unlabeled("shapes:2", "segmentation", 32))
+             .raw("train").as_numpy_iterator()]
+    assert masks[-1].shape == (32, 32) and (masks[-1] == 255).all() and (masks[0] < 4).all()
+
+
+def test_pixel_wise_distillation_for_segmentation(tmp_path, seg_teacher_run):
+    from kcv.train import train
+
+    run = train(tiny("unet", tmp_path, data="shapes:16", batch_size=8, teacher=str(seg_teacher_run),
+                     model_args={"base_filters": 2, "depth": 2}))
+    student, config = runs.load_run(run)
+    assert config["params"] == student.count_params() < config["distillation"]["teacher_params"]
+    assert np.isfinite(runs.read_json(run / "metrics.json")["val_miou"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--unlabeled", "shapes:4"], "--unlabeled needs --teacher"),
+    (["--teacher", "nowhere"], "--teacher nowhere: no such run directory"),
+    (["--teacher", "{run}", "--alpha", "1.5"], "--alpha 1.5: must be in [0, 1]"),
+    (["--teacher", "{run}", "--temperature", "0"], "--temperature 0.0: must be positive"),
+    (["--teacher", "{run}", "--unlabeled", "shapes:4", "--alpha", "1"], "would get no loss"),
+    (["--teacher", "{run}", "--unlabeled", "shapes:4", "--augment", "cutmix"], "cutmix/mixup"),
+    (["--teacher", "{run}", "--img-size", "40"], "takes 32 px images; pass --img-size 32"),
+    (["--teacher", "{unet}"], "a segmentation run; the student is classification"),
+    (["--teacher", "{run}", "--unlabeled", "{empty}"], "no .png/.jpg/.bmp images directly in the folder"),
+    (["--teacher", "{run}", "--unlabeled", "{bad}"], "bad.png: unreadable image"),
+])
+def test_bad_distillation_flags(tmp_path, teacher_run, seg_teacher_run, argv, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "bad.png").write_bytes(b"not an image")
+    out = tmp_path / "runs"
+    subs = {"{run}": teacher_run, "{unet}": seg_teacher_run, "{empty}": tmp_path / "empty", "{bad}": tmp_path / "bad"}
+    argv = [str(subs.get(a, a)) for a in argv]
+    with learn_cnn() as arch:
+        code, _, err = cli(["train", "--arch", arch, "--data", "shapes:8", "--img-size", "32",
+                            "--out", out, *argv])
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())  # nothing written
