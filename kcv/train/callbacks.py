@@ -186,9 +186,9 @@ def _is_number(v) -> bool:
         return False
 
 
-def rows_to_csv(rows) -> str:
-    """CSV text of history rows; the header is the union of keys, ``epoch`` first."""
-    keys = ["epoch"]
+def rows_to_csv(rows, first=("epoch",)) -> str:
+    """CSV text of rows; the header is the union of keys, ``first`` ones first."""
+    keys = list(first)
     for r in rows:
         keys += [k for k in r if k not in keys]
     buf = io.StringIO()

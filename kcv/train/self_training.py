@@ -332,17 +332,9 @@ def _row(r: int, run_dir: Path, role: str, labels: PseudoLabels | None = None) -
 
 
 def _write_summary(run_dir: Path, rows: list) -> None:
-    import csv
-    import io
+    from kcv.train.callbacks import rows_to_csv
 
-    keys = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    runs.write_text(run_dir / SUMMARY_CSV, buf.getvalue())
+    runs.write_text(run_dir / SUMMARY_CSV, rows_to_csv(rows, first=()))
     runs.write_text(run_dir / SUMMARY_MD, summary_table(rows) + "\n")
 
 
