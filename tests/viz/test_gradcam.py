@@ -18,7 +18,7 @@ import kcv
 from kcv import runs
 from kcv.data import shapes
 from kcv.errors import KcvError
-from kcv.viz.gradcam import GradCam, mass_inside, overlay_heatmap
+from kcv.viz.gradcam import GradCam, mass_inside, overlay_heatmap, upsample
 from tests.conftest import run_cli
 from tests.export.fixtures import build_test_cnn, cnn_run, one_error  # noqa: F401  (cnn_run: fixture)
 
@@ -83,9 +83,15 @@ def test_trained_classifier_looks_at_the_object(cnn_run):
 
     Measured (64 validation images): 0.27 of the mass inside the object's mask, whose area is
     0.11 of the image (2.4× chance); 0.66 within one feature-map cell (4 px) of the object,
-    whose area is 0.36. The heat sits on the outline — what tells a circle from a square —
-    and an 8×8 map upsampled to 32 px spreads it over both sides of the edge, so "more than
-    half inside the mask" is out of reach of this method at this resolution.
+    whose area is 0.36; the heat's peak lies within one cell of the object on 98 % of the
+    images (the pointing game of Zhang et al. 2016, with a 4-px tolerance where theirs is
+    15 px), inside the mask itself on 61 %. The heat sits on the outline — what tells a
+    circle from a square; the interiors are flat colour — and an 8×8 map upsampled to 32 px
+    spreads it over both sides of the edge. On triangles, the smallest shape (area 0.07 vs
+    0.18 for circles), most of the mass is on the background: the classifier uses the amount
+    of background as evidence. So "more than half inside the mask" is out of reach of this
+    method on this data: the mask itself, averaged down to 8×8 and upsampled, scores 0.69;
+    better trained nets (val acc 1.00, 32 or 64 px) score 0.35-0.36 (benchmarks/gradcam_localization.py).
     """
     model, cfg = runs.load_run(cnn_run)
     size = int(cfg["img_size"])
@@ -99,10 +105,13 @@ def test_trained_classifier_looks_at_the_object(cnn_run):
     near = [_dilate(m, cell) for m in masks]
     inside_near = np.mean([mass_inside(h, m) for h, m in zip(heat, near)])
     area, area_near = masks.mean(), np.mean(near)
+    peaks = [np.unravel_index(upsample(h, (size, size)).argmax(), (size, size)) for h in heat]
+    pointing = np.mean([m[p] for m, p in zip(near, peaks)])
     print(f"Grad-CAM mass inside the mask {inside:.3f} (area {area:.3f}); "
-          f"within {cell} px {inside_near:.3f} (area {area_near:.3f})")
+          f"within {cell} px {inside_near:.3f} (area {area_near:.3f}); peak within {cell} px {pointing:.3f}")
     assert inside > 1.8 * area
     assert inside_near > 0.5 and inside_near > 1.5 * area_near
+    assert pointing > 0.9
 
 
 @pytest.fixture(scope="module")
