@@ -3,7 +3,7 @@ kcv's input pipeline costs compared with ``model.fit`` on in-memory tensors.
 
 One command measures everything and rewrites its section of ``benchmarks/RESULTS.md``::
 
-    pip install -e ".[bench]"            # torch, CPU build
+    pip install -e ".[bench]"            # torch; the CPU build, see below
     python benchmarks/train_throughput.py                 # all variants, ~15 min on 2 cores
     python benchmarks/train_throughput.py --only keras,torch --steps 20   # a subset
 
@@ -18,6 +18,11 @@ steps, after warm-up steps (tracing, oneDNN primitive creation). ``--repeats N``
 over the variants and keeps each one's best run. Numbers from a shared machine are noisy
 (the load average is recorded), PyTorch's most of all: its OpenMP threads spin while
 waiting, which collapses when other processes hold the cores.
+
+Use PyTorch's CPU wheel (``pip install torch --index-url https://download.pytorch.org/whl/cpu``):
+the default Linux wheel brings CUDA libraries and Triton, and importing Triton after
+TensorFlow segfaults the one-process ``interleaved`` variant (seen with torch 2.14.1+cu130
+and TF 2.21).
 """
 
 from __future__ import annotations
