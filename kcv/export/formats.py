@@ -110,6 +110,14 @@ class ExportContext:
             self._cache["calib"] = load_calibration(self.source, self.options, self.cfg["img_size"])
         return self._cache["calib"]
 
+    def knn_ties(self):
+        """Images at a k-NN neighbour tie (bool per image), or ``None`` for other models."""
+        if "ties" not in self._cache:
+            from kcv.models.classification.knn import neighbour_ties
+
+            self._cache["ties"] = neighbour_ties(self.model, self.images)
+        return self._cache["ties"]
+
     def metric(self, probs) -> float:
         return verify.task_metric(probs, self.targets, self.cfg["task"], self.cfg["num_classes"])[1]
 
@@ -306,7 +314,8 @@ def _export_one(fmt: ExportFormat, ctx: ExportContext, out_dir: Path) -> dict:
             return {**info, "file": fmt.filename, "runtime": fmt.runtime, "size_mb": round(_size(tmp) / 2**20, 4),
                     "status": "unverified", "reason": "needs the Flex delegate, which this Python runtime lacks"}
         candidate = fmt.runner(tmp)(ctx.images)
-        entry = verify.compare(ctx.reference, candidate, ctx.targets, ctx.cfg["task"], ctx.cfg["num_classes"])
+        entry = verify.compare(ctx.reference, candidate, ctx.targets, ctx.cfg["task"], ctx.cfg["num_classes"],
+                               ties=ctx.knn_ties())
         entry.update({"file": fmt.filename, "runtime": fmt.runtime, "size_mb": round(_size(tmp) / 2**20, 4)})
         entry.update(_judge(fmt, entry, ctx.options))
         entry.update(info)

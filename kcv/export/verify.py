@@ -17,12 +17,24 @@ def task_metric(probs: np.ndarray, targets: np.ndarray, task: str, num_classes: 
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, targets: np.ndarray, task: str,
-            num_classes: int) -> dict:
-    """Max |Δprob|, argmax agreement (per image or per pixel) and the task metric of both."""
+            num_classes: int, ties: np.ndarray | None = None) -> dict:
+    """Max |Δprob|, argmax agreement (per image or per pixel) and the task metric of both.
+
+    ``ties`` (bool per image, k-NN only: :func:`kcv.models.classification.knn.neighbour_ties`)
+    marks images whose vote is at a neighbour tie: they are left out of ``max_abs_diff`` and
+    counted in ``knn_ties`` (their own max in ``max_abs_diff_ties``); agreement and the metric
+    still cover every image.
+    """
     name, ref_value = task_metric(reference, targets, task, num_classes)
     _, value = task_metric(candidate, targets, task, num_classes)
+    diff = np.abs(reference.astype(np.float64) - candidate).reshape(len(reference), -1).max(axis=1)
+    extra = {}
+    if ties is not None and ties.any():
+        extra = {"knn_ties": int(ties.sum()), "max_abs_diff_ties": float(diff[ties].max())}
+        diff = diff[~ties] if (~ties).any() else np.zeros(1)
     return {
-        "max_abs_diff": float(np.max(np.abs(reference.astype(np.float64) - candidate))),
+        **extra,
+        "max_abs_diff": float(diff.max()),
         "agreement": float(np.mean(reference.argmax(-1) == candidate.argmax(-1))),
         "metric": name,
         "metric_keras": ref_value,
