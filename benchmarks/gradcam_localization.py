@@ -38,7 +38,7 @@ from kcv import registry, runs  # noqa: E402
 from kcv.data import shapes  # noqa: E402
 from kcv.layers import conv_bn_act, normalized_input  # noqa: E402
 from kcv.train import TrainConfig, train  # noqa: E402
-from kcv.viz.gradcam import GradCam, mass_inside, upsample  # noqa: E402
+from kcv.viz.gradcam import GradCam, dilate, mass_inside, upsample  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- gradcam:begin -->", "<!-- gradcam:end -->"
@@ -66,15 +66,6 @@ def _builder(dilation):
     return build
 
 
-def _dilate(mask, r):
-    pad, out = np.pad(mask, r), np.zeros_like(mask)
-    h, w = mask.shape
-    for dy in range(2 * r + 1):
-        for dx in range(2 * r + 1):
-            out |= pad[dy:dy + h, dx:dx + w]
-    return out
-
-
 def score(run_dir) -> dict:
     """Localisation figures of the run's Grad-CAM on ``N_VAL`` validation images."""
     model, cfg = runs.load_run(run_dir)
@@ -87,7 +78,7 @@ def score(run_dir) -> dict:
     heat, predicted, _ = cam(images)
     h = cam.map_shape[0]
     cell = size // h
-    near = np.stack([_dilate(m, cell) for m in masks])
+    near = np.stack([dilate(m, cell) for m in masks])
     inside = np.array([mass_inside(x, m) for x, m in zip(heat, masks)])
     peaks = [np.unravel_index(upsample(x, (size, size)).argmax(), (size, size)) for x in heat]
     ceiling = [mass_inside(m.reshape(h, cell, h, cell).mean(axis=(1, 3)), m) for m in masks]

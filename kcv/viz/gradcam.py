@@ -185,3 +185,15 @@ def mass_inside(heat: np.ndarray, mask: np.ndarray) -> float:
     full = upsample(heat, mask.shape[:2])
     total = float(full.sum())
     return float((full * (np.asarray(mask) > 0)).sum() / total) if total > 0 else 0.0
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` grown by ``radius`` pixels (square structuring element), e.g. to score the heat
+    within one feature-map cell of an object."""
+    mask = np.asarray(mask, bool)
+    pad, out = np.pad(mask, radius), np.zeros_like(mask)
+    h, w = mask.shape
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            out |= pad[dy:dy + h, dx:dx + w]
+    return out

@@ -18,7 +18,7 @@ import kcv
 from kcv import runs
 from kcv.data import shapes
 from kcv.errors import KcvError
-from kcv.viz.gradcam import GradCam, mass_inside, overlay_heatmap, upsample
+from kcv.viz.gradcam import GradCam, dilate, mass_inside, overlay_heatmap, upsample
 from tests.conftest import run_cli
 from tests.export.fixtures import build_test_cnn, cnn_run, one_error  # noqa: F401  (cnn_run: fixture)
 
@@ -68,16 +68,6 @@ def test_overlay_keeps_the_image_size():
     assert mass_inside(heat, np.ones((50, 70), bool)) == pytest.approx(1.0)
 
 
-def _dilate(mask, r):
-    """Square dilation by ``r`` pixels (numpy only)."""
-    pad, out = np.pad(mask, r), np.zeros_like(mask)
-    h, w = mask.shape
-    for dy in range(2 * r + 1):
-        for dx in range(2 * r + 1):
-            out |= pad[dy:dy + h, dx:dx + w]
-    return out
-
-
 def test_trained_classifier_looks_at_the_object(cnn_run):
     """The shared test CNN (val acc ~0.9 on shapes at 32 px): where does its Grad-CAM mass lie?
 
@@ -102,7 +92,7 @@ def test_trained_classifier_looks_at_the_object(cnn_run):
     heat, _, _ = cam(images)
     cell = size // cam.map_shape[0]
     inside = np.mean([mass_inside(h, m) for h, m in zip(heat, masks)])
-    near = [_dilate(m, cell) for m in masks]
+    near = [dilate(m, cell) for m in masks]
     inside_near = np.mean([mass_inside(h, m) for h, m in zip(heat, near)])
     area, area_near = masks.mean(), np.mean(near)
     peaks = [np.unravel_index(upsample(h, (size, size)).argmax(), (size, size)) for h in heat]
