@@ -12,7 +12,7 @@ from keras import ops
 from kcv.errors import KcvError
 
 IGNORE_LABEL = 255
-LOSSES = ("ce", "dice", "focal", "ce+dice")
+LOSSES = ("ce", "bce", "dice", "focal", "ce+dice")
 
 
 def _flatten(y_true, logits):
@@ -40,6 +40,34 @@ def cross_entropy(y_true, logits, class_weights=None):
     ce = -ops.take_along_axis(ops.log_softmax(logits, axis=-1), labels[:, None], axis=-1)[:, 0]
     w = _class_weight(labels, class_weights, valid)
     return ops.sum(ce * w) / ops.maximum(ops.sum(w), 1e-8)
+
+
+def binary_cross_entropy(y_true, logits, class_weights=None):
+    """One-vs-rest logistic loss: a sigmoid per class, Σ_c [softplus(z_c) − y_c·z_c] / C with
+    y the one-hot label, mean over labelled pixels/samples (weighted as :func:`cross_entropy`).
+
+    Oquab et al., "Is object localization for free?", CVPR 2015, train with it: each class
+    score must be high on its own evidence and low everywhere else, rather than only higher
+    than the other classes' as under the softmax. The mean over classes is Keras'
+    ``BinaryCrossentropy`` convention (the paper sums; that only rescales by C).
+    """
+    labels, logits, valid = _flatten(y_true, logits)
+    onehot = ops.one_hot(labels, ops.shape(logits)[-1])
+    # softplus(z) − y·z = −[y·log σ(z) + (1−y)·log(1−σ(z))], without overflow for large |z|
+    bce = ops.mean(ops.softplus(logits) - onehot * logits, axis=-1)
+    w = _class_weight(labels, class_weights, valid)
+    return ops.sum(bce * w) / ops.maximum(ops.sum(w), 1e-8)
+
+
+def soft_binary_cross_entropy(targets, logits, label_smoothing: float = 0.0):
+    """:func:`binary_cross_entropy` per sample against dense targets ``[B, C]`` (one-hot,
+    CutMix/MixUp mixtures, soft pseudo-labels), smoothed to y·(1−ε) + ε/C as the categorical
+    losses are."""
+    logits = ops.cast(logits, "float32")
+    y = ops.cast(targets, "float32")
+    if label_smoothing:
+        y = y * (1.0 - label_smoothing) + label_smoothing / ops.cast(ops.shape(logits)[-1], "float32")
+    return ops.mean(ops.softplus(logits) - y * logits, axis=-1)  # per sample; Keras takes the mean
 
 
 def focal(y_true, logits, gamma: float = 2.0, class_weights=None):
@@ -98,8 +126,8 @@ def distillation(y_true, student_logits, teacher_logits, temperature: float, alp
 
 @keras.saving.register_keras_serializable(package="kcv")
 class KcvLoss(keras.losses.Loss):
-    """A Keras wrapper of the pure losses above, selected by ``kind`` (``ce``, ``dice``,
-    ``focal``, ``ce+dice``), with optional per-class weights."""
+    """A Keras wrapper of the pure losses above, selected by ``kind`` (``ce``, ``bce``,
+    ``dice``, ``focal``, ``ce+dice``), with optional per-class weights."""
 
     def __init__(self, kind: str = "ce", class_weights=None, gamma: float = 2.0, name=None, **kwargs):
         # "+" is not allowed in a TensorFlow name scope ("kcv_ce+dice" fails at the first step)
@@ -114,6 +142,8 @@ class KcvLoss(keras.losses.Loss):
         cw = self.class_weights
         if self.kind == "ce":
             return cross_entropy(y_true, y_pred, cw)
+        if self.kind == "bce":
+            return binary_cross_entropy(y_true, y_pred, cw)
         if self.kind == "focal":
             return focal(y_true, y_pred, self.gamma, cw)
         if self.kind == "dice":
@@ -125,14 +155,30 @@ class KcvLoss(keras.losses.Loss):
                 "gamma": self.gamma}
 
 
+@keras.saving.register_keras_serializable(package="kcv")
+class SoftBinaryCrossEntropy(keras.losses.Loss):
+    """Keras wrapper of :func:`soft_binary_cross_entropy` (``--loss bce`` with soft targets)."""
+
+    def __init__(self, label_smoothing: float = 0.0, name="kcv_bce_soft", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        return soft_binary_cross_entropy(y_true, y_pred, self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
 def get_loss(name: str, task: str, class_weights=None, label_smoothing: float = 0.0,
              soft_labels: bool = False):
     """The Keras loss for ``--loss name``.
 
-    Classification uses Keras' sparse cross-entropy (only ``ce`` and ``focal`` make sense
+    Classification uses Keras' sparse cross-entropy (``ce``, ``bce`` and ``focal`` make sense
     there); segmentation uses :class:`KcvLoss`, which ignores label 255. With
     ``soft_labels`` (classification targets one-hot or mixed by CutMix/MixUp, label
-    smoothing) the categorical Keras losses are used instead.
+    smoothing) the categorical (for ``bce``: binary) Keras losses are used instead; label
+    smoothing ε then gives targets y·(1−ε) + ε/C, as for ``ce``.
     """
     if name not in LOSSES:
         raise KcvError(f"--loss '{name}': choose one of {', '.join(LOSSES)}")
@@ -144,6 +190,8 @@ def get_loss(name: str, task: str, class_weights=None, label_smoothing: float = 
                            "(cutmix/mixup augmentation or --label-smoothing)")
         if name == "focal":
             return keras.losses.CategoricalFocalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
+        if name == "bce":
+            return SoftBinaryCrossEntropy(label_smoothing)
         return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing)
     if label_smoothing:
         raise KcvError("--label-smoothing needs one-hot targets: classification only")

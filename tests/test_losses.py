@@ -33,6 +33,42 @@ def test_focal():
         float(losses.cross_entropy(LABELS, LOGITS)), rel=1e-6)
 
 
+def _bce(z, y):
+    """−[y·log σ(z) + (1−y)·log(1−σ(z))] in float64."""
+    p = 1 / (1 + math.exp(-z))
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def test_binary_cross_entropy_is_one_sigmoid_per_class():
+    # pixel 0: z = (0, ln 3), label 1 → σ = (1/2, 3/4); pixel 1: z = (0, 0), label 0
+    b0 = (_bce(0.0, 0) + _bce(math.log(3), 1)) / 2  # mean over the two classes
+    b1 = (_bce(0.0, 1) + _bce(0.0, 0)) / 2
+    assert float(losses.binary_cross_entropy(LABELS, LOGITS)) == pytest.approx((b0 + b1) / 2, rel=1e-6)
+    assert float(losses.binary_cross_entropy(LABELS, LOGITS, [1.0, 3.0])) == pytest.approx(
+        (3 * b0 + b1) / 4, rel=1e-6)
+    # unlike the softmax, adding a constant to every logit changes it
+    assert float(losses.binary_cross_entropy(LABELS, LOGITS + 5)) > 2 * (b0 + b1) / 2
+    # no overflow far out in the tails
+    big = np.array([[80.0, -80.0]], "float32")
+    assert float(losses.binary_cross_entropy(np.array([0]), big)) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.binary_cross_entropy(np.array([1]), big)) == pytest.approx(80.0, rel=1e-5)
+
+
+def test_soft_binary_cross_entropy_matches_sparse_and_smooths_like_ce():
+    logits = np.array([[0.0, math.log(3), -1.0], [2.0, 0.0, 0.5]], "float32")
+    labels = np.array([1, 0])
+    onehot = np.eye(3, dtype="float32")[labels]
+    soft = losses.get_loss("bce", "classification", soft_labels=True)
+    assert float(soft(onehot, logits)) == pytest.approx(float(losses.binary_cross_entropy(labels, logits)), rel=1e-6)
+    eps = 0.3
+    y = onehot * (1 - eps) + eps / 3  # the categorical convention, not Keras' binary ε/2
+    want = np.mean([[_bce(float(z), float(t)) for z, t in zip(zr, yr)] for zr, yr in zip(logits, y)])
+    smoothed = losses.get_loss("bce", "classification", label_smoothing=eps, soft_labels=True)
+    assert float(smoothed(onehot, logits)) == pytest.approx(want, rel=1e-5)
+    again = losses.SoftBinaryCrossEntropy.from_config(smoothed.get_config())
+    assert float(again(onehot, logits)) == pytest.approx(want, rel=1e-5)
+
+
 def test_soft_dice():
     # class 0: p = (1/4, 1/2), g = (0, 1): inter 1/2, Σp 3/4, Σg 1
     # class 1: p = (3/4, 1/2), g = (1, 0): inter 3/4, Σp 5/4, Σg 1

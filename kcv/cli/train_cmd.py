@@ -36,9 +36,10 @@ RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
                    "[default: flip for segmentation, flip,crop=0.8 for classification]. See README 'Augmentation'.")
 @click.option("--patience", type=int, default=None,
               help="Stop early after N epochs without a better validation metric.")
-@click.option("--loss", default="ce", show_default=True, metavar="ce|dice|focal|ce+dice",
-              help="Loss: cross-entropy, soft Dice, focal (gamma 2) or CE + Dice; segmentation "
-                   "losses ignore mask label 255. Dice is for segmentation only.")
+@click.option("--loss", default="ce", show_default=True, metavar="ce|bce|dice|focal|ce+dice",
+              help="Loss: cross-entropy, one-vs-rest sigmoid cross-entropy (bce), soft Dice, focal "
+                   "(gamma 2) or CE + Dice; segmentation losses ignore mask label 255. Dice is for "
+                   "segmentation only.")
 @click.option("--class-weights", default=None, metavar="W1,W2,...|auto",
               help="Per-class loss weights, one per class in class order, or 'auto' = inverse "
                    "frequency in the training targets, w_c = N / (C * n_c).")

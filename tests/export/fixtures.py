@@ -17,18 +17,31 @@ import keras
 import pytest
 
 from kcv import registry
-from kcv.layers import conv_bn_act, normalized_input
+from kcv.layers import GlobalLSEPooling2D, conv_bn_act, normalized_input
 
 TEST_ARCH = "kcv_test_cnn"
 
 
-def build_test_cnn(num_classes, input_shape=(32, 32, 3), width=16):
-    """Three (conv-BN-ReLU ×2, max-pool) stages, global average pool, dense logits."""
+def build_test_cnn(num_classes, input_shape=(32, 32, 3), width=16, head="gap", r=1.0, last_dilation=1):
+    """Three (conv-BN-ReLU ×2, max-pool) stages, global average pool, dense logits.
+
+    ``head="lse"``: the last stage keeps its resolution (no pool; 8×8 at 32 px) and a 1×1
+    conv gives one score map per class, pooled by global log-sum-exp with sharpness ``r``
+    (Pinheiro & Collobert 2015) — a classifier whose Grad-CAM is its own class-score map
+    (tests/viz/test_gradcam.py). ``last_dilation`` dilates the last stage's convs.
+    """
+    if head not in ("gap", "lse"):
+        raise ValueError(f"head must be gap or lse, not {head!r}")
     inputs, x = normalized_input(input_shape)
     for i, filters in enumerate((width, 2 * width, 4 * width)):
-        x = conv_bn_act(x, filters, 3, name=f"cnn_s{i}a")
-        x = conv_bn_act(x, filters, 3, name=f"cnn_s{i}b")
-        x = keras.layers.MaxPooling2D(2, name=f"cnn_s{i}_pool")(x)
+        d = last_dilation if i == 2 else 1
+        x = conv_bn_act(x, filters, 3, dilation_rate=d, name=f"cnn_s{i}a")
+        x = conv_bn_act(x, filters, 3, dilation_rate=d, name=f"cnn_s{i}b")
+        if head == "gap" or i < 2:
+            x = keras.layers.MaxPooling2D(2, name=f"cnn_s{i}_pool")(x)
+    if head == "lse":
+        maps = keras.layers.Conv2D(num_classes, 1, name="class_maps")(x)
+        return keras.Model(inputs, GlobalLSEPooling2D(r, name="logits")(maps), name="cnn")
     x = keras.layers.GlobalAveragePooling2D(name="cnn_gap")(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name="cnn")

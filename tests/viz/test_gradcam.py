@@ -20,7 +20,7 @@ from kcv.data import shapes
 from kcv.errors import KcvError
 from kcv.viz.gradcam import GradCam, dilate, mass_inside, overlay_heatmap, upsample
 from tests.conftest import run_cli
-from tests.export.fixtures import build_test_cnn, cnn_run, one_error  # noqa: F401  (cnn_run: fixture)
+from tests.export.fixtures import build_test_cnn, cnn_run, one_error, registered_test_cnn  # noqa: F401  (cnn_run: fixture)
 
 
 @pytest.fixture(scope="module")
@@ -68,37 +68,82 @@ def test_overlay_keeps_the_image_size():
     assert mass_inside(heat, np.ones((50, 70), bool)) == pytest.approx(1.0)
 
 
+def localisation(run_dir, n=64):
+    """Grad-CAM (default layer, predicted class) of a run on ``n`` validation images of
+    ``shapes`` whose object masks are known: ``(layer, accuracy, mass inside the mask, mask
+    area, mass within one map cell of the object, its area, peak within one cell)``."""
+    model, cfg = runs.load_run(run_dir)
+    size = int(cfg["img_size"])
+    samples = [shapes.make_sample(0, "val", i, size, "classification", with_mask=True) for i in range(n)]
+    images = np.stack([s[0] for s in samples]).astype("float32")
+    masks = np.stack([s[2] for s in samples]) > 0
+    cam = GradCam(model)
+    heat, predicted, _ = cam(images)
+    cell = size // cam.map_shape[0]
+    near = [dilate(m, cell) for m in masks]
+    peaks = [np.unravel_index(upsample(h, (size, size)).argmax(), (size, size)) for h in heat]
+    return (cam.layer, float(np.mean(predicted == [s[1] for s in samples])),
+            np.mean([mass_inside(h, m) for h, m in zip(heat, masks)]), masks.mean(),
+            np.mean([mass_inside(h, m) for h, m in zip(heat, near)]), np.mean(near),
+            np.mean([m[p] for m, p in zip(near, peaks)]))
+
+
+@pytest.fixture(scope="module")
+def localising_run(tmp_path_factory):
+    """The test CNN with a class-map head (1×1 conv to an 8×8 score map per class, global
+    log-sum-exp pooling, r = 1) trained with ``--loss bce`` on ``shapes`` (1500 steps, ~40 s).
+    At lr 3e-3, 3 of 8 seeds stayed at chance; at 1e-3 every seed tried learnt the shapes."""
+    from kcv.train import TrainConfig, train
+
+    with registered_test_cnn() as arch:
+        return train(TrainConfig(arch=arch, data="shapes:3000", batch_size=16, epochs=8, lr=1e-3,
+                                 augment="none", loss="bce", model_args={"head": "lse", "r": 1.0},
+                                 out=str(tmp_path_factory.mktemp("lse_run")), verbose=0))
+
+
+@pytest.mark.slow
+def test_trained_classifier_puts_most_grad_cam_mass_inside_the_object(localising_run, images, tmp_path, capsys):
+    """Issue 8's criterion: more than half of the Grad-CAM mass inside the object's mask.
+
+    Met by a classifier whose class scores are pooled from class-score maps (log-sum-exp,
+    Pinheiro & Collobert 2015) and trained one-vs-rest (Oquab et al. 2015): a class's map
+    must stay low wherever that class is absent, so its positive part sits on the object.
+    Grad-CAM of the score map is that map's positive part. Measured over five seeds in
+    benchmarks/gradcam_localization.py; the GAP + softmax net of the next test puts only
+    ~0.3 inside (its heat is on the outline, both sides of the edge).
+    """
+    layer, accuracy, inside, area, *_ = localisation(localising_run, n=128)
+    print(f"{layer}: accuracy {accuracy:.3f}, Grad-CAM mass inside the mask {inside:.3f} (area {area:.3f})")
+    assert layer == "class_maps"  # found on its own: the last map before the global pooling
+    assert accuracy > 0.9
+    assert inside > 0.5
+    capsys.readouterr()  # the figures above are not the command's output
+    code, stdout, err = run_cli(["explain", str(localising_run), str(images / "img0.png"), "--out", str(tmp_path)],
+                                capsys)
+    assert code == 0, err
+    record = json.loads(stdout)
+    assert record["layer"] == "class_maps" and record["map"] == "8x8"
+    assert (tmp_path / "img0_gradcam.png").stat().st_size > 500
+
+
 def test_trained_classifier_looks_at_the_object(cnn_run):
-    """The shared test CNN (val acc ~0.9 on shapes at 32 px): where does its Grad-CAM mass lie?
+    """The shared test CNN (GAP + softmax, val acc ~0.9 on shapes at 32 px): where does its
+    Grad-CAM mass lie?
 
     Measured (64 validation images): 0.27 of the mass inside the object's mask, whose area is
     0.11 of the image (2.4× chance); 0.66 within one feature-map cell (4 px) of the object,
     whose area is 0.36; the heat's peak lies within one cell of the object on 98 % of the
     images (the pointing game of Zhang et al. 2016, with a 4-px tolerance where theirs is
-    15 px), inside the mask itself on 61 %. The heat sits on the outline — what tells a
-    circle from a square; the interiors are flat colour — and an 8×8 map upsampled to 32 px
-    spreads it over both sides of the edge. On triangles, the smallest shape (area 0.07 vs
-    0.18 for circles), most of the mass is on the background: the classifier uses the amount
-    of background as evidence. So "more than half inside the mask" is out of reach of this
-    method on this data: the mask itself, averaged down to 8×8 and upsampled, scores 0.69;
-    better trained nets (val acc 1.00, 32 or 64 px) score 0.35-0.36 (benchmarks/gradcam_localization.py).
+    15 px). The heat sits on the outline — what tells a circle from a square; the interiors
+    are flat colour — and an 8×8 map upsampled to 32 px spreads it over both sides of the
+    edge. On triangles, the smallest shape (area 0.07 vs 0.18 for circles), most of the mass
+    is on the background: the classifier uses the amount of background as evidence. Nets of
+    this kind trained to 94-100 % accuracy score 0.22-0.40 (benchmarks/gradcam_localization.py);
+    the class-map head of the test above is what moves the mass inside.
     """
-    model, cfg = runs.load_run(cnn_run)
-    size = int(cfg["img_size"])
-    samples = [shapes.make_sample(0, "val", i, size, "classification", with_mask=True) for i in range(64)]
-    images = np.stack([s[0] for s in samples]).astype("float32")
-    masks = np.stack([s[2] for s in samples]) > 0
-    cam = GradCam(model)
-    heat, _, _ = cam(images)
-    cell = size // cam.map_shape[0]
-    inside = np.mean([mass_inside(h, m) for h, m in zip(heat, masks)])
-    near = [dilate(m, cell) for m in masks]
-    inside_near = np.mean([mass_inside(h, m) for h, m in zip(heat, near)])
-    area, area_near = masks.mean(), np.mean(near)
-    peaks = [np.unravel_index(upsample(h, (size, size)).argmax(), (size, size)) for h in heat]
-    pointing = np.mean([m[p] for m, p in zip(near, peaks)])
+    _, _, inside, area, inside_near, area_near, pointing = localisation(cnn_run)
     print(f"Grad-CAM mass inside the mask {inside:.3f} (area {area:.3f}); "
-          f"within {cell} px {inside_near:.3f} (area {area_near:.3f}); peak within {cell} px {pointing:.3f}")
+          f"within one cell {inside_near:.3f} (area {area_near:.3f}); peak within one cell {pointing:.3f}")
     assert inside > 1.8 * area
     assert inside_near > 0.5 and inside_near > 1.5 * area_near
     assert pointing > 0.9
