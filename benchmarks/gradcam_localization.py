@@ -44,7 +44,7 @@ from kcv import registry, runs  # noqa: E402
 from kcv.data import shapes  # noqa: E402
 from kcv.train import TrainConfig, train  # noqa: E402
 from kcv.viz import style  # noqa: E402
-from kcv.viz.gradcam import GradCam, dilate, mass_inside, overlay_heatmap, upsample  # noqa: E402
+from kcv.viz.gradcam import GradCam, localisation, mass_inside, overlay_heatmap  # noqa: E402
 from tests.export.fixtures import build_test_cnn  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -82,18 +82,15 @@ def score(run_dir) -> dict:
     heat, predicted, _ = cam(images)
     h = cam.map_shape[0]
     cell = size // h
-    near = np.stack([dilate(m, cell) for m in masks])
-    inside = np.array([mass_inside(x, m) for x, m in zip(heat, masks)])
-    peaks = [np.unravel_index(upsample(x, (size, size)).argmax(), (size, size)) for x in heat]
+    scores = localisation(heat, masks, cell)
+    inside = scores["inside"]
     mask_as_heat = [mass_inside(m.reshape(h, cell, h, cell).mean(axis=(1, 3)), m) for m in masks]
     return {
         "accuracy": float((predicted == labels).mean()),
         "map": f"{h}x{h}",
         "inside": inside.mean(),
         **{name: inside[labels == c].mean() for c, name in enumerate(shapes.SHAPE_NAMES)},
-        "near": np.mean([mass_inside(x, m) for x, m in zip(heat, near)]),
-        "peak_inside": np.mean([m[p] for m, p in zip(masks, peaks)]),
-        "peak_near": np.mean([m[p] for m, p in zip(near, peaks)]),
+        **{key: scores[key].mean() for key in ("near", "peak_inside", "peak_near")},
         "mask_as_heat": float(np.mean(mask_as_heat)),
         "area": masks.mean(),
         **{f"area_{name}": masks[labels == c].mean() for c, name in enumerate(shapes.SHAPE_NAMES)},

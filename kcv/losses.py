@@ -42,6 +42,12 @@ def cross_entropy(y_true, logits, class_weights=None):
     return ops.sum(ce * w) / ops.maximum(ops.sum(w), 1e-8)
 
 
+def _sigmoid_ce(y, logits):
+    """Mean over the class axis of −[y·log σ(z) + (1−y)·log(1−σ(z))], written as
+    softplus(z) − y·z so that large |z| does not overflow."""
+    return ops.mean(ops.softplus(logits) - y * logits, axis=-1)
+
+
 def binary_cross_entropy(y_true, logits, class_weights=None):
     """One-vs-rest logistic loss: a sigmoid per class, Σ_c [softplus(z_c) − y_c·z_c] / C with
     y the one-hot label, mean over labelled pixels/samples (weighted as :func:`cross_entropy`).
@@ -52,9 +58,7 @@ def binary_cross_entropy(y_true, logits, class_weights=None):
     ``BinaryCrossentropy`` convention (the paper sums; that only rescales by C).
     """
     labels, logits, valid = _flatten(y_true, logits)
-    onehot = ops.one_hot(labels, ops.shape(logits)[-1])
-    # softplus(z) − y·z = −[y·log σ(z) + (1−y)·log(1−σ(z))], without overflow for large |z|
-    bce = ops.mean(ops.softplus(logits) - onehot * logits, axis=-1)
+    bce = _sigmoid_ce(ops.one_hot(labels, ops.shape(logits)[-1]), logits)
     w = _class_weight(labels, class_weights, valid)
     return ops.sum(bce * w) / ops.maximum(ops.sum(w), 1e-8)
 
@@ -67,7 +71,7 @@ def soft_binary_cross_entropy(targets, logits, label_smoothing: float = 0.0):
     y = ops.cast(targets, "float32")
     if label_smoothing:
         y = y * (1.0 - label_smoothing) + label_smoothing / ops.cast(ops.shape(logits)[-1], "float32")
-    return ops.mean(ops.softplus(logits) - y * logits, axis=-1)  # per sample; Keras takes the mean
+    return _sigmoid_ce(y, logits)  # per sample; Keras takes the mean
 
 
 def focal(y_true, logits, gamma: float = 2.0, class_weights=None):
@@ -174,8 +178,8 @@ def get_loss(name: str, task: str, class_weights=None, label_smoothing: float = 
              soft_labels: bool = False):
     """The Keras loss for ``--loss name``.
 
-    Classification uses Keras' sparse cross-entropy (``ce``, ``bce`` and ``focal`` make sense
-    there); segmentation uses :class:`KcvLoss`, which ignores label 255. With
+    ``ce``, ``bce`` and ``focal`` are the classification losses; unweighted ``ce`` is Keras'
+    sparse cross-entropy, everything else :class:`KcvLoss`, which ignores label 255. With
     ``soft_labels`` (classification targets one-hot or mixed by CutMix/MixUp, label
     smoothing) the categorical (for ``bce``: binary) Keras losses are used instead; label
     smoothing ε then gives targets y·(1−ε) + ε/C, as for ``ce``.

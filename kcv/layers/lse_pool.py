@@ -38,4 +38,3 @@ class GlobalLSEPooling2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "r": self.r}
-

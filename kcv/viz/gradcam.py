@@ -197,3 +197,18 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
         for dx in range(2 * radius + 1):
             out |= pad[dy:dy + h, dx:dx + w]
     return out
+
+
+def localisation(heat: np.ndarray, masks: np.ndarray, cell: int) -> dict:
+    """Per image, how well heat maps ``[B, h, w]`` find objects of known ``masks [B, H, W]``:
+    ``inside`` (mass inside the mask), ``near`` (mass within ``cell`` pixels of it),
+    ``peak_inside`` / ``peak_near`` (where the upsampled peak lies: the pointing game of
+    Zhang et al., ECCV 2016, with a ``cell``-pixel tolerance)."""
+    masks = np.asarray(masks) > 0
+    near = np.stack([dilate(m, cell) for m in masks])
+    peaks = [np.unravel_index(upsample(h, m.shape).argmax(), m.shape) for h, m in zip(heat, masks)]
+    return {"inside": np.array([mass_inside(h, m) for h, m in zip(heat, masks)]),
+            "near": np.array([mass_inside(h, m) for h, m in zip(heat, near)]),
+            "peak_inside": np.array([m[p] for m, p in zip(masks, peaks)]),
+            "peak_near": np.array([m[p] for m, p in zip(near, peaks)]),
+            "near_area": near.mean(axis=(1, 2))}

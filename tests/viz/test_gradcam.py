@@ -18,7 +18,7 @@ import kcv
 from kcv import runs
 from kcv.data import shapes
 from kcv.errors import KcvError
-from kcv.viz.gradcam import GradCam, dilate, mass_inside, overlay_heatmap, upsample
+from kcv.viz.gradcam import GradCam, localisation, mass_inside, overlay_heatmap
 from tests.conftest import run_cli
 from tests.export.fixtures import build_test_cnn, cnn_run, one_error, registered_test_cnn  # noqa: F401  (cnn_run: fixture)
 
@@ -68,7 +68,7 @@ def test_overlay_keeps_the_image_size():
     assert mass_inside(heat, np.ones((50, 70), bool)) == pytest.approx(1.0)
 
 
-def localisation(run_dir, n=64):
+def gradcam_on_shapes(run_dir, n=64):
     """Grad-CAM (default layer, predicted class) of a run on ``n`` validation images of
     ``shapes`` whose object masks are known: ``(layer, accuracy, mass inside the mask, mask
     area, mass within one map cell of the object, its area, peak within one cell)``."""
@@ -79,13 +79,9 @@ def localisation(run_dir, n=64):
     masks = np.stack([s[2] for s in samples]) > 0
     cam = GradCam(model)
     heat, predicted, _ = cam(images)
-    cell = size // cam.map_shape[0]
-    near = [dilate(m, cell) for m in masks]
-    peaks = [np.unravel_index(upsample(h, (size, size)).argmax(), (size, size)) for h in heat]
-    return (cam.layer, float(np.mean(predicted == [s[1] for s in samples])),
-            np.mean([mass_inside(h, m) for h, m in zip(heat, masks)]), masks.mean(),
-            np.mean([mass_inside(h, m) for h, m in zip(heat, near)]), np.mean(near),
-            np.mean([m[p] for m, p in zip(near, peaks)]))
+    scores = localisation(heat, masks, size // cam.map_shape[0])
+    return (cam.layer, float(np.mean(predicted == [s[1] for s in samples])), scores["inside"].mean(),
+            masks.mean(), scores["near"].mean(), scores["near_area"].mean(), scores["peak_near"].mean())
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +108,7 @@ def test_trained_classifier_puts_most_grad_cam_mass_inside_the_object(localising
     benchmarks/gradcam_localization.py; the GAP + softmax net of the next test puts only
     ~0.3 inside (its heat is on the outline, both sides of the edge).
     """
-    layer, accuracy, inside, area, *_ = localisation(localising_run, n=128)
+    layer, accuracy, inside, area, *_ = gradcam_on_shapes(localising_run, n=128)
     print(f"{layer}: accuracy {accuracy:.3f}, Grad-CAM mass inside the mask {inside:.3f} (area {area:.3f})")
     assert layer == "class_maps"  # found on its own: the last map before the global pooling
     assert accuracy > 0.9
@@ -141,7 +137,7 @@ def test_trained_classifier_looks_at_the_object(cnn_run):
     this kind trained to 94-100 % accuracy score 0.22-0.40 (benchmarks/gradcam_localization.py);
     the class-map head of the test above is what moves the mass inside.
     """
-    _, _, inside, area, inside_near, area_near, pointing = localisation(cnn_run)
+    _, _, inside, area, inside_near, area_near, pointing = gradcam_on_shapes(cnn_run)
     print(f"Grad-CAM mass inside the mask {inside:.3f} (area {area:.3f}); "
           f"within one cell {inside_near:.3f} (area {area_near:.3f}); peak within one cell {pointing:.3f}")
     assert inside > 1.8 * area
