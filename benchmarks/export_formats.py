@@ -42,7 +42,7 @@ def main():
     from kcv.data import shapes
     from kcv.export import onnx as onnx_export
     from kcv.export import tflite
-    from kcv.export.runners import KerasRunner
+    from kcv.runtime.runners import KerasRunner
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)

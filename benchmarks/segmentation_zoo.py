@@ -125,7 +125,7 @@ def boundary_accuracy(run_dir: Path, band: int = 3) -> dict:
 def crf_effect(run_dir: Path) -> dict:
     """Validation scores of ``run_dir``'s best model without and with the dense CRF
     (what ``kcv eval RUN`` and ``kcv eval RUN --crf`` print)."""
-    from kcv.evaluate import evaluate_run
+    from kcv.evaluation.evaluate import evaluate_run
 
     plain, _ = evaluate_run(run_dir)
     refined, _ = evaluate_run(run_dir, crf=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kcv import runs
 from kcv.errors import KcvError
+from kcv.contracts import METRICS_FILE
 
 DEFAULT_OUT = "compare.png"
 METRICS = {"classification": ("val_accuracy", "accuracy"), "segmentation": ("val_miou", "mIoU")}
@@ -53,14 +54,14 @@ def summarize(run, root=runs.DEFAULT_ROOT) -> RunSummary:
     from kcv.models.analysis import count_macs
 
     path = runs.resolve_run(run, root)
-    if not (path / "metrics.json").is_file():
+    if not (path / METRICS_FILE).is_file():
         raise KcvError(f"{path}: no metrics.json; the run did not finish training")
     cfg = runs.load_config(path)
     task = cfg.get("task")
     if task not in METRICS:
         raise KcvError(f"{path / runs.CONFIG_FILE}: unknown task {task!r}")
     key = METRICS[task][0]
-    value = runs.read_json(path / "metrics.json").get(key)
+    value = runs.read_json(path / METRICS_FILE).get(key)
     if not isinstance(value, (int, float)) or not math.isfinite(value):
         raise KcvError(f"{path / 'metrics.json'}: no finite {key}")
     model, _ = runs.load_run(path)

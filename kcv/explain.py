@@ -16,6 +16,7 @@ from PIL import Image
 
 from kcv import runs
 from kcv.errors import KcvError
+from kcv.contracts import LAST_FILE
 
 DEFAULT_OUT = "gradcam"
 
@@ -43,7 +44,7 @@ def load_classifier(run=None, root=runs.DEFAULT_ROOT):
         run_dir = Path(run).parent
         if not runs.is_run_dir(run_dir):
             raise KcvError(f"{run}: not inside a run directory (its config.json names the classes)")
-        model, cfg = runs.load_run(run_dir, best=Path(run).name != "last.keras")
+        model, cfg = runs.load_run(run_dir, best=Path(run).name != LAST_FILE)
     else:
         run_dir = runs.resolve_run(run, root)
         model, cfg = runs.load_run(run_dir)
@@ -66,7 +67,7 @@ def explain_images(run, images: list, out=None, class_name: str | None = None, l
 
     All arguments are checked (run, class, layer) before the first file is written.
     """
-    from kcv.export.predict import load_image
+    from kcv.runtime.predict import load_image
     from kcv.viz.gradcam import GradCam, overlay_heatmap
 
     if not 0.0 <= alpha <= 1.0:

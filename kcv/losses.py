@@ -10,8 +10,8 @@ import keras
 from keras import ops
 
 from kcv.errors import KcvError
+from kcv.contracts import IGNORE_LABEL
 
-IGNORE_LABEL = 255
 LOSSES = ("ce", "bce", "dice", "focal", "ce+dice")
 
 

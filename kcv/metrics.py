@@ -8,8 +8,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
+from kcv.contracts import IGNORE_LABEL
 
-IGNORE_LABEL = 255
 
 
 @keras.saving.register_keras_serializable(package="kcv")

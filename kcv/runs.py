@@ -16,10 +16,9 @@ import tempfile
 from pathlib import Path
 
 from kcv.errors import KcvError
+from kcv.contracts import CONFIG_FILE, LAST_FILE, MODEL_FILE
 
 DEFAULT_ROOT = Path("saved_models")
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
 
 
 @contextlib.contextmanager
@@ -148,7 +147,7 @@ def load_run(run=None, root=DEFAULT_ROOT, best: bool = True):
     import kcv.models  # noqa: F401  (registers the custom layers for deserialisation)
 
     path = resolve_run(run, root)
-    file = path / (MODEL_FILE if best else "last.keras")
+    file = path / (MODEL_FILE if best else LAST_FILE)
     try:
         model = keras.saving.load_model(file, compile=False)
     except Exception as e:  # a corrupt or foreign file: say which one

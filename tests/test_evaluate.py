@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from kcv.evaluate import classification_report
+from kcv.evaluation.evaluate import classification_report
 from tests.conftest import run_cli, write_classification_folders
 
 

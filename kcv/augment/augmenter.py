@@ -26,8 +26,8 @@ from keras.src.random.seed_generator import SeedGenerator
 
 from kcv.augment import layers as kcv_layers
 from kcv.augment.policy import MIXING, Policy, parse_policy
+from kcv.contracts import IGNORE_LABEL
 
-IGNORE_LABEL = 255
 VALUE_RANGE = (0.0, 255.0)
 
 

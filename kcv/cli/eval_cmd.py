@@ -29,7 +29,7 @@ def command(run, data, batch_size, root, crf):
       kcv eval saved_models/lenet5 --data my_photos/
       kcv eval saved_models/fcn32s --crf
     """
-    from kcv.evaluate import CONFUSION_FILE, EVAL_FILE, evaluate_run, output_name
+    from kcv.evaluation.evaluate import CONFUSION_FILE, EVAL_FILE, evaluate_run, output_name
 
     report, run_dir = evaluate_run(run, data=data, batch_size=batch_size, root=root, crf=crf)
     click.echo(format_report(report))

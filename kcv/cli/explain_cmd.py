@@ -36,7 +36,7 @@ def command(args, class_name, layer, out, alpha, root):
       kcv explain saved_models/vgg16 cat.png --layer vgg16_block4_conv3
     """
     from kcv.explain import explain_images
-    from kcv.export.predict import is_model_arg, list_images
+    from kcv.runtime.predict import is_model_arg, list_images
 
     first = args[0]
     run, inputs = (first, args[1:]) if is_model_arg(first, root) else (None, args)

@@ -39,7 +39,7 @@ def command(args, out, top_k, runtime, threads, img_size, crf):
       kcv predict saved_models/cnn/exports/model_int8.tflite a.png b.png --top-k 2
       kcv predict saved_models/fcn32s images/ --crf
     """
-    from kcv.export.predict import is_model_arg, list_images, open_predictor, predict_images
+    from kcv.runtime.predict import is_model_arg, list_images, open_predictor, predict_images
 
     model, inputs = (args[0], args[1:]) if is_model_arg(args[0]) else (None, args)
     if not inputs:

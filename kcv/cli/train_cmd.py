@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kcv.cli.options import parse_model_args
+from kcv.contracts import METRICS_FILE
 
 # With --resume the run's own config is used; only these may be given as well.
 RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
@@ -122,6 +123,6 @@ def command(quiet, model_args, **flags):
     if run_dir is None:
         click.echo("worker done (the chief writes the run directory)")
         return
-    final = json.loads((run_dir / "metrics.json").read_text())
+    final = json.loads((run_dir / METRICS_FILE).read_text())
     shown = {k: round(v, 4) for k, v in final.items() if k.startswith("val_") and isinstance(v, float)}
     click.echo(f"saved {run_dir}  " + "  ".join(f"{k} {v}" for k, v in shown.items()))

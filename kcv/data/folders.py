@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from kcv.errors import KcvError
+from kcv.contracts import IGNORE_LABEL
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-IGNORE_LABEL = 255
 
 
 @dataclass

@@ -32,8 +32,10 @@ import numpy as np
 
 from kcv import runs
 from kcv.errors import KcvError
-from kcv.export import ops, quantize, runners, tflite, verify
+from kcv.export import ops, quantize, tflite, verify
+from kcv.runtime import runners
 from kcv.export import onnx as onnx_export
+from kcv.contracts import EXPORTS_DIR, REPORT_FILE, REPORT_MD_FILE
 
 FP32_TOL = 1e-4
 FP16_TOL = 2e-2
@@ -132,7 +134,7 @@ def load_calibration(source, options: ExportOptions, img_size: int) -> np.ndarra
     if options.calib_data is None:
         images, _ = source.arrays("train", limit=options.calib_samples)
         return images
-    from kcv.export.predict import list_images, load_image
+    from kcv.runtime.predict import list_images, load_image
 
     paths = list_images([options.calib_data])[:options.calib_samples]
     return np.stack([load_image(p, img_size)[0] for p in paths])
@@ -231,7 +233,7 @@ def check_options(formats, options: ExportOptions, given: set) -> None:
     if options.max_drop < 0:
         raise KcvError(f"--max-drop {options.max_drop}: must be >= 0 (points of accuracy / mIoU)")
     if options.calib_data is not None:
-        from kcv.export.predict import list_images
+        from kcv.runtime.predict import list_images
 
         if not Path(options.calib_data).exists():
             raise KcvError(f"--calib-data {options.calib_data}: no such file or folder")
@@ -271,8 +273,8 @@ def export_run(run=None, formats=("tflite",), options: ExportOptions | None = No
     images, targets = source.arrays("val", limit=options.samples)
     reference = runners.KerasRunner(infer)(images)
 
-    out_dir = run_dir / "exports"
-    report_path = out_dir / "report.json"
+    out_dir = run_dir / EXPORTS_DIR
+    report_path = out_dir / REPORT_FILE
     report = runs.read_json(report_path) if report_path.is_file() else {}
     report.update({"run": str(run_dir), "arch": cfg["arch"], "task": cfg["task"],
                    "img_size": cfg["img_size"], "samples": int(len(images))})
@@ -291,9 +293,9 @@ def export_run(run=None, formats=("tflite",), options: ExportOptions | None = No
             report["formats"][key] = entry
     _add_size_ratios(report)
     runs.write_json(report_path, report)
-    from kcv.export.bench import report_markdown
+    from kcv.runtime.bench import report_markdown
 
-    runs.write_text(out_dir / "report.md", report_markdown(report))
+    runs.write_text(out_dir / REPORT_MD_FILE, report_markdown(report))
     return ExportResult(report, not failed, failed)
 
 

@@ -22,9 +22,9 @@ import numpy as np
 
 from kcv import runs
 from kcv.errors import KcvError
+from kcv.contracts import HISTORY_FILE, LAST_FILE
 
 STATE_ENTRY = "kcv_state.json"
-LAST_FILE = "last.keras"
 
 
 def save_with_state(model, path, state: dict) -> Path:
@@ -139,7 +139,7 @@ class RunWriter(keras.callbacks.Callback):
         # last.keras carries the whole resume state; history.csv is a readable copy of it,
         # written after, so a kill in between only leaves history.csv one epoch behind.
         save_with_state(self.model, self.run_dir / LAST_FILE, self.state(epoch + 1))
-        runs.write_text(self.run_dir / "history.csv", rows_to_csv(self.rows))
+        runs.write_text(self.run_dir / HISTORY_FILE, rows_to_csv(self.rows))
         if self.patience and epoch + 1 - self.best_epoch >= self.patience:
             self.stopped_early = True
             self.model.stop_training = True

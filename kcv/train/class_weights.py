@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from kcv.errors import KcvError
+from kcv.contracts import IGNORE_LABEL
 
-IGNORE_LABEL = 255
 FLAG = "--class-weights"
 
 

@@ -38,8 +38,8 @@ import keras
 from kcv import losses, runs
 from kcv.errors import KcvError
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
+from kcv.contracts import IGNORE_LABEL
 
-IGNORE_LABEL = losses.IGNORE_LABEL
 
 
 @keras.saving.register_keras_serializable(package="kcv")

@@ -22,6 +22,7 @@ from kcv.errors import KcvError
 from kcv.models.classification.knn import NearestNeighbors, build_knn
 from kcv.registry import get_spec
 from kcv.train.callbacks import rows_to_csv
+from kcv.contracts import HISTORY_FILE, LAST_FILE, LOGITS_LAYER, METRICS_FILE
 
 
 def backbone_features(run) -> tuple[keras.Model, dict]:
@@ -34,7 +35,7 @@ def backbone_features(run) -> tuple[keras.Model, dict]:
     if cfg.get("task") != "classification":
         raise KcvError(f"--backbone {run}: a {cfg.get('task')} run; k-NN needs a classifier's features")
     try:
-        head = model.get_layer("logits")
+        head = model.get_layer(LOGITS_LAYER)
     except ValueError:
         raise KcvError(f"--backbone {run}: its model has no 'logits' layer") from None
     if isinstance(head, NearestNeighbors):
@@ -94,7 +95,7 @@ def fit_knn(config) -> Path:
     shape = (cfg.img_size, cfg.img_size, 3)
     model = build_knn(source.num_classes, shape, reference_size=source.num_train,
                       features=features, **cfg.model_args)
-    neighbours = model.get_layer("logits")
+    neighbours = model.get_layer(LOGITS_LAYER)
 
     run_dir = runs.new_run_dir(cfg.out, cfg.name or cfg.arch)
     record = {**dataclasses.asdict(cfg), "task": spec.task, "num_classes": source.num_classes,
@@ -119,10 +120,10 @@ def fit_knn(config) -> Path:
     scores = model.evaluate(source.dataset("val", cfg.batch_size), verbose=0, return_dict=True)
     row = {"epoch": 1, **{f"val_{k}": float(v) for k, v in scores.items()},
            "images_per_sec": round(source.num_train / max(seconds, 1e-9), 2)}
-    runs.write_text(run_dir / "history.csv", rows_to_csv([row]))
-    runs.save_model(model, run_dir / "last.keras")
+    runs.write_text(run_dir / HISTORY_FILE, rows_to_csv([row]))
+    runs.save_model(model, run_dir / LAST_FILE)
     runs.save_model(model, run_dir / runs.MODEL_FILE)
     final = finalize(run_dir, source, cfg.batch_size, [row], spec.task, cfg.arch)
     final["train_seconds"] = round(time.perf_counter() - t0, 1)
-    runs.write_json(run_dir / "metrics.json", final)
+    runs.write_json(run_dir / METRICS_FILE, final)
     return run_dir

@@ -33,6 +33,7 @@ from kcv.train import distribute
 from kcv.train.callbacks import LAST_FILE, NanGuard, RunWriter, float32_outputs, read_state
 from kcv.train.class_weights import parse_class_weights, resolve_class_weights
 from kcv.train.fused_bn import fused_batch_norm
+from kcv.contracts import CURVES_FILE, METRICS_FILE
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -304,7 +305,7 @@ def train(config: TrainConfig) -> Path | None:
         final.update(train_seconds=round(time.perf_counter() - t0, 1), stopped_early=writer.stopped_early)
         if start:
             final["resumed_at_epoch"] = start
-        runs.write_json(run_dir / "metrics.json", final)
+        runs.write_json(run_dir / METRICS_FILE, final)
         if cfg.verbose and writer.stopped_early:
             print(f"early stop: {writer.monitor} did not improve for {cfg.patience} epochs "
                   f"(best {writer.best:.4f} at epoch {writer.best_epoch})", flush=True)
@@ -405,7 +406,7 @@ def _start(config: TrainConfig):
         cfg.epochs = config.epochs
     cfg = cfg.resolved()
     done = int(state["epoch"])
-    if done >= cfg.epochs and (run_dir / "metrics.json").is_file():
+    if done >= cfg.epochs and (run_dir / METRICS_FILE).is_file():
         raise KcvError(f"--resume {run_dir}: finished {done} of {cfg.epochs} epochs already; "
                        f"pass --epochs N (N > {done}) to train longer")
     for stale in run_dir.glob(".*.tmp*"):  # a write the killed process never renamed
@@ -460,7 +461,7 @@ def _fit_verbosity(verbose: int) -> int:
 
 def finalize(run_dir: Path, source, batch_size: int, rows, task: str, title: str) -> dict:
     """Evaluate the best model on the validation split; write ``curves.png``; return metrics."""
-    from kcv.evaluate import evaluate_model
+    from kcv.evaluation.evaluate import evaluate_model
     from kcv.viz.curves import plot_curves
 
     best = keras.saving.load_model(run_dir / runs.MODEL_FILE, compile=False)
@@ -470,5 +471,5 @@ def finalize(run_dir: Path, source, batch_size: int, rows, task: str, title: str
     scored = [r for r in rows if math.isfinite(r.get(monitor, -math.inf))]
     report["best_epoch"] = int(max(scored, key=lambda r: r[monitor])["epoch"]) if scored else None
     report["epochs"] = len(rows)
-    plot_curves(rows, run_dir / "curves.png", title=title)
+    plot_curves(rows, run_dir / CURVES_FILE, title=title)
     return report

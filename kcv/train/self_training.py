@@ -44,10 +44,10 @@ import numpy as np
 from kcv import metrics, runs
 from kcv.errors import KcvError
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
+from kcv.contracts import CURVES_FILE, HISTORY_FILE, IGNORE_LABEL, METRICS_FILE
 
 DEFAULT_NOISE = "flip,crop=0.8,randaugment=2x9"
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
-IGNORE_LABEL = 255
 
 
 @dataclass
@@ -318,7 +318,7 @@ def _rounds(cfg: SelfTrainConfig, base: TrainConfig, student: TrainConfig, task:
 
 def _row(r: int, run_dir: Path, role: str, labels: PseudoLabels | None = None) -> dict:
     config = runs.load_config(run_dir)
-    final = runs.read_json(run_dir / "metrics.json")
+    final = runs.read_json(run_dir / METRICS_FILE)
     monitor = metrics.monitor(config["task"])
     row = {"round": r, "arch": config["arch"], "role": role,
            "pseudo_labels_kept": len(labels.indices) if labels else None,
@@ -358,10 +358,10 @@ def summary_table(rows: list) -> str:
 def _finish(run_dir: Path, final_dir: Path, cfg: SelfTrainConfig, rows: list) -> None:
     """Give the run the final student's history, metrics, config and (last, since with
     config.json it marks a complete run) model."""
-    for name in ("history.csv", "curves.png"):
+    for name in (HISTORY_FILE, CURVES_FILE):
         if (final_dir / name).is_file():
             _copy(final_dir / name, run_dir / name)
-    runs.write_json(run_dir / "metrics.json", runs.read_json(final_dir / "metrics.json"))
+    runs.write_json(run_dir / METRICS_FILE, runs.read_json(final_dir / METRICS_FILE))
     config = runs.load_config(final_dir)
     config.update(name=run_dir.name, out=str(run_dir.parent), self_training={
         "unlabeled": cfg.unlabeled, "rounds": cfg.rounds, "threshold": cfg.threshold,

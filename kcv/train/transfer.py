@@ -42,6 +42,7 @@ from kcv import runs
 from kcv.errors import KcvError
 from kcv.registry import get_spec
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
+from kcv.contracts import LOGITS_LAYER
 
 # ------------------------------------------------------------------------------------------
 # Reading weights from files, by layer name
@@ -198,7 +199,7 @@ def backbone_layers(model, task: str, arch: str, model_args: dict | None = None)
     """
     if task == "classification":
         try:
-            logits = model.get_layer("logits")
+            logits = model.get_layer(LOGITS_LAYER)
         except ValueError:
             raise KcvError(f"{arch}: no layer named 'logits', cannot tell its head from its backbone") from None
         return _ancestors(model, [p.name for p in _parents(model, logits)])

@@ -110,7 +110,7 @@ def test_bad_inputs_are_one_line_errors(cnn_exported, images, tmp_path, capsys):
 
 def test_postprocess_hook_sees_image_and_probabilities(unet_exported, tmp_path):
     """The hook a dense CRF plugs into: fn(image uint8 [H,W,3], probs [H,W,C]) -> probs."""
-    from kcv.export.predict import open_predictor, predict_images
+    from kcv.runtime.predict import open_predictor, predict_images
 
     run_dir, _ = unet_exported
     xs, _ = shapes.make_split(1, 32, "segmentation", "val")

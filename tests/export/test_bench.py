@@ -3,7 +3,7 @@ report.json and report.md; ``kcv predict`` then picks the fastest verified runti
 
 import json
 
-from kcv.export.predict import choose_runtime
+from kcv.runtime.predict import choose_runtime
 from tests.conftest import run_cli
 from tests.export.fixtures import one_error
 

@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 import kcv
-from kcv.export.predict import open_predictor, predict_images
+from kcv.runtime.predict import open_predictor, predict_images
 
 
 def test_predicted_mask_is_upsampled_with_nearest_neighbour(tmp_path):

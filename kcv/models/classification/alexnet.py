@@ -27,6 +27,7 @@ from keras import layers
 
 from kcv.layers import AdaptiveAvgPool2D, normalized_input
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 
 def alexnet_trunk(x, name: str):
@@ -65,7 +66,7 @@ def build_alexnet(num_classes: int, input_shape, dropout: float = 0.5, features_
         x = layers.Dropout(dropout, name=f"{name}_fc{i}_dropout")(x)
         x = layers.Dense(4096, activation="relu", kernel_initializer="he_normal",
                          name=f"{name}_fc{i}")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     return keras.Model(inputs, logits, name=name)
 
 

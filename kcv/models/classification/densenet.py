@@ -19,6 +19,7 @@ from keras import layers
 
 from kcv.layers import conv_bn_act, normalized_input
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 BLOCKS = {"densenet121": (6, 12, 24, 16), "densenet169": (6, 12, 32, 32),
           "densenet201": (6, 12, 48, 32)}
@@ -70,7 +71,7 @@ def build_densenet(num_classes: int, input_shape, blocks, growth_rate: int = 32,
     if features_only:
         return keras.Model(inputs, x, name=f"{name}_features")
     x = layers.GlobalAveragePooling2D(name=f"{name}_avgpool")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     return keras.Model(inputs, logits, name=name)
 
 

@@ -27,6 +27,7 @@ from keras import layers
 
 from kcv.layers import normalized_input, squeeze_excite
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 # B0 stages: (kernel, repeats, output channels, expand ratio, first stride).
 STAGES = ((3, 1, 16, 1, 1), (3, 2, 24, 6, 2), (5, 2, 40, 6, 2), (3, 3, 80, 6, 2),
@@ -122,7 +123,7 @@ def build_efficientnet(num_classes: int, input_shape, width: float, depth: float
         return keras.Model(inputs, x, name=f"{name}_features")
     x = layers.GlobalAveragePooling2D(name=f"{name}_avgpool")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     return keras.Model(inputs, logits, name=name)
 
 

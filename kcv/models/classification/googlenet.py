@@ -27,6 +27,7 @@ from keras import layers, ops
 
 from kcv.layers import AdaptiveAvgPool2D, conv_bn_act, normalized_input
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 # Table 1: (#1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj) of each module.
 INCEPTION = {
@@ -141,7 +142,7 @@ def build_googlenet(num_classes: int, input_shape, dropout: float = 0.4, batch_n
         return keras.Model(inputs, x, name=f"{name}_features")
     x = layers.GlobalAveragePooling2D(name=f"{name}_avgpool")(x)
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     aux = [auxiliary_head(a, num_classes, f"{name}_aux{i}", batch_norm)
            for i, a in enumerate(aux_inputs, start=1)]
     return AuxiliaryHeadsModel(inputs, [logits, *aux], aux_weight=aux_weight, name=name)

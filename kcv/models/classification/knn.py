@@ -24,6 +24,7 @@ from keras import layers, ops
 from kcv.errors import KcvError
 from kcv.layers import normalized_input
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 METRICS = ("l2", "cosine")
 WEIGHTINGS = ("uniform", "distance")
@@ -162,7 +163,7 @@ def build_knn(num_classes: int, input_shape, k: int = 5, metric: str = "l2",
         x = features(inputs)
     if len(x.shape) > 2:
         x = layers.Flatten(name=f"{name}_flatten")(x)
-    scores = NearestNeighbors(reference_size, num_classes, k, metric, weighting, name="logits")(x)
+    scores = NearestNeighbors(reference_size, num_classes, k, metric, weighting, name=LOGITS_LAYER)(x)
     return keras.Model(inputs, scores, name=name)
 
 

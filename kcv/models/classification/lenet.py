@@ -27,6 +27,7 @@ from keras import layers, ops
 
 from kcv.layers import normalized_input
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 # Table I: the S2 maps each C3 map is connected to.
 C3_TABLE = ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
@@ -116,7 +117,7 @@ def build_lenet5(num_classes: int, input_shape, connection_table: bool = True,
     x = layers.Conv2D(120, 5, activation=scaled_tanh, name=f"{name}_c5")(x)
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.Dense(84, activation=scaled_tanh, name=f"{name}_f6")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     return keras.Model(inputs, logits, name=name)
 
 

@@ -24,6 +24,7 @@ from keras import layers
 from kcv.errors import KcvError
 from kcv.layers import normalized_input
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 # (expansion t, channels c, repeats n, first stride s) of table 2.
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
@@ -114,7 +115,7 @@ def build_mobilenet_v2(num_classes: int, input_shape, alpha: float = 1.0, output
     x = layers.GlobalAveragePooling2D(name=f"{name}_avgpool")(x)
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     return keras.Model(inputs, logits, name=name)
 
 

@@ -38,6 +38,7 @@ from kcv.errors import KcvError
 from kcv.layers import normalized_input, squeeze_excite
 from kcv.layers.deformable import DeformableConv2D
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 # depth -> (block kind, blocks per stage conv2_x..conv5_x), paper Table 1
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
@@ -176,7 +177,7 @@ def build_resnet(depth: int, num_classes: int, input_shape, name: str, features_
     if features_only:
         return keras.Model(inputs, x, name=name)
     x = layers.GlobalAveragePooling2D(name=f"{name}_avgpool")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     return keras.Model(inputs, logits, name=name)
 
 

@@ -21,6 +21,7 @@ from keras import layers
 
 from kcv.layers import conv_bn_act, normalized_input
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 # Convolutions per block; the channel widths are the same in every configuration.
 CONFIGS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -60,7 +61,7 @@ def build_vgg(num_classes: int, input_shape, convs_per_block, dropout: float = 0
         x = layers.Dense(4096, activation="relu", kernel_initializer="he_normal",
                          name=f"{name}_fc{i}")(x)
         x = layers.Dropout(dropout, name=f"{name}_fc{i}_dropout")(x)
-    logits = layers.Dense(num_classes, name="logits")(x)
+    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     return keras.Model(inputs, logits, name=name)
 
 

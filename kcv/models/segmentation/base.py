@@ -21,6 +21,7 @@ from kcv.layers import CropToReference, PadToMultiple
 from kcv.layers.upsample import ResizeToReference
 from kcv.models.backbone import build_encoder, feature_taps
 from kcv.registry import get_spec
+from kcv.contracts import LOGITS_LAYER
 
 # Decoder batch norm: torchvision's momentum 0.1 (= Keras 0.9), as the ResNet family uses;
 # Keras' 0.99 leaves the moving statistics stale through the first hundreds of steps.
@@ -102,7 +103,7 @@ def stride_reference(padded, stride: int, name: str):
 
 def crop_logits(x, image, multiple: int):
     """Bring padded-resolution logits back to ``image``'s H×W; the layer is named ``logits``."""
-    return CropToReference(multiple, name="logits")([x, image])
+    return CropToReference(multiple, name=LOGITS_LAYER)([x, image])
 
 
 def resize_like(x, reference, name: str):

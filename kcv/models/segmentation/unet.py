@@ -28,6 +28,7 @@ from kcv.models.segmentation.base import (BN_MOMENTUM, check_choice, crop_logits
                                           resize_like, stride_reference)
 from kcv.models.backbone import feature_taps
 from kcv.registry import register
+from kcv.contracts import LOGITS_LAYER
 
 UPSAMPLING = ("transpose", "bilinear")
 
@@ -80,7 +81,7 @@ def build_unet(num_classes: int, input_shape, base_filters: int = 64, depth: int
     for i in reversed(range(depth)):
         x = up_block(x, skips[i], base_filters * 2**i, upsampling, f"{name}_up{i}")
     x = layers.Conv2D(num_classes, 1, name=f"{name}_head")(x)
-    logits = CropToReference(2**depth, name="logits")([x, inputs])
+    logits = CropToReference(2**depth, name=LOGITS_LAYER)([x, inputs])
     return keras.Model(inputs, logits, name=name)
 
 

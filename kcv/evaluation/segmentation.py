@@ -7,7 +7,7 @@ The network's probabilities for each validation image go through
 uses, e.g. :func:`kcv.postprocess.crf.crf_postprocess` — and the confusion matrix, mIoU,
 pixel accuracy and per-class IoU (label 255 ignored) are computed on the resulting masks.
 ``val_loss`` is the mean negative log-probability of the true class (from the logits, as
-:func:`kcv.evaluate.evaluate_model` computes it, or from the refined probabilities).
+:func:`kcv.evaluation.evaluate.evaluate_model` computes it, or from the refined probabilities).
 """
 
 from __future__ import annotations
@@ -19,14 +19,9 @@ import keras
 import numpy as np
 
 from kcv import metrics
+from kcv.evaluation.scores import log_softmax
 
 PostProcess = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 def segmentation_scores(model, source, batch_size: int = 16, postprocess: PostProcess | None = None,
@@ -53,7 +48,7 @@ def segmentation_scores(model, source, batch_size: int = 16, postprocess: PostPr
     cm = np.zeros((k, k), np.int64)
     nll, count, index = 0.0, 0, 0
     for images, masks in source.dataset(split, batch_size):
-        logp = _log_softmax(np.asarray(step(images)))
+        logp = log_softmax(np.asarray(step(images)))
         images = np.clip(np.round(np.asarray(images)), 0, 255).astype(np.uint8)
         if postprocess is not None:
             probs = np.stack([postprocess(img, p) for img, p in zip(images, np.exp(logp).astype(np.float32))])

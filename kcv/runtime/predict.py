@@ -23,7 +23,8 @@ from PIL import Image, UnidentifiedImageError
 
 from kcv import runs
 from kcv.errors import KcvError
-from kcv.export import runners
+from kcv.runtime import runners
+from kcv.contracts import EXPORTS_DIR, REPORT_FILE
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 RUNTIMES = ("keras", "tflite", "onnx")
@@ -129,13 +130,13 @@ def _describe(runner, file: Path, kind: str, cfg: dict | None, img_size) -> Pred
 
 def choose_runtime(run_dir: Path, runtime: str | None = None) -> tuple[Path, str]:
     """``(model file, runtime)`` for a run: ``runtime`` if given, else the fastest verified."""
-    report_path = run_dir / "exports" / "report.json"
+    report_path = run_dir / EXPORTS_DIR / REPORT_FILE
     report = runs.read_json(report_path) if report_path.is_file() else {}
     verified = {k: e for k, e in report.get("formats", {}).items()
-                if e.get("status") == "ok" and (run_dir / "exports" / e["file"]).exists()
+                if e.get("status") == "ok" and (run_dir / EXPORTS_DIR / e["file"]).exists()
                 and e.get("runtime") in ("tflite", "onnx")}
     candidates = [("keras", run_dir / runs.MODEL_FILE, "keras")] + [
-        (k, run_dir / "exports" / e["file"], e["runtime"]) for k, e in verified.items()]
+        (k, run_dir / EXPORTS_DIR / e["file"], e["runtime"]) for k, e in verified.items()]
     if runtime is not None:
         candidates = [c for c in candidates if c[2] == runtime]
         if not candidates:

@@ -37,8 +37,10 @@ import numpy as np
 
 from kcv import runs
 from kcv.errors import KcvError
-from kcv.export import runners, verify
+from kcv.export import verify
+from kcv.runtime import runners
 from kcv.export.formats import FORMATS
+from kcv.contracts import EXPORTS_DIR, REPORT_FILE, REPORT_MD_FILE
 
 WARMUP = 5
 
@@ -125,7 +127,7 @@ def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, sam
         raise KcvError("--threads, --runs and --samples must be at least 1")
     run_dir = runs.resolve_run(run, root)
     cfg = runs.load_config(run_dir)
-    report_path = run_dir / "exports" / "report.json"
+    report_path = run_dir / EXPORTS_DIR / REPORT_FILE
     report = runs.read_json(report_path) if report_path.is_file() else {"run": str(run_dir), "formats": {}}
     chosen = _choose_formats(run_dir, report, formats)
     # Keras uses TF's pools; match the thread count so the comparison is fair. TensorFlow
@@ -159,7 +161,7 @@ def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, sam
                "machine": _machine(), "rows": rows}
     report["benchmark"] = section
     runs.write_json(report_path, report)
-    runs.write_text(run_dir / "exports" / "report.md", report_markdown(report))
+    runs.write_text(run_dir / EXPORTS_DIR / REPORT_MD_FILE, report_markdown(report))
     return section
 
 
@@ -185,8 +187,8 @@ def _open_format(fmt, path: Path, threads: int):
 
 
 def _choose_formats(run_dir: Path, report: dict, formats) -> list[tuple[str, Path]]:
-    verified = {k: run_dir / "exports" / e["file"] for k, e in report.get("formats", {}).items()
-                if e.get("status") in ("ok", "accepted") and (run_dir / "exports" / e["file"]).exists()}
+    verified = {k: run_dir / EXPORTS_DIR / e["file"] for k, e in report.get("formats", {}).items()
+                if e.get("status") in ("ok", "accepted") and (run_dir / EXPORTS_DIR / e["file"]).exists()}
     available = {"keras": run_dir / runs.MODEL_FILE, **verified}
     if formats is None:
         return list(available.items())

@@ -18,16 +18,9 @@ import numpy as np
 
 from kcv import metrics, runs
 from kcv.errors import KcvError
+from kcv.evaluation.scores import log_softmax
+from kcv.contracts import CONFUSION_FILE, EVAL_FILE, IGNORE_LABEL
 
-IGNORE_LABEL = metrics.IGNORE_LABEL
-EVAL_FILE = "eval.json"
-CONFUSION_FILE = "confusion.png"
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 def _predictions(model, dataset):
@@ -41,7 +34,7 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, class_names) -
     """Scores of ``logits [N, K]`` against integer ``labels [N]``; returns ``(report, cm)``."""
     k = len(class_names)
     labels = labels.astype(np.int64)
-    logp = _log_softmax(logits)
+    logp = log_softmax(logits)
     pred = logp.argmax(-1)
     top = np.argsort(-logp, axis=-1)[:, :min(5, k)]
     cm = metrics.confusion_matrix(labels, pred, k)
@@ -76,7 +69,7 @@ def evaluate_model(model, source, batch_size: int = 32, split: str = "val") -> t
     cm = np.zeros((k, k), np.int64)
     nll, count = 0.0, 0
     for logits, masks in _predictions(model, ds):
-        logp = _log_softmax(logits)
+        logp = log_softmax(logits)
         masks = masks.astype(np.int64)
         cm += metrics.confusion_matrix(masks, logp.argmax(-1), k)
         valid = masks != IGNORE_LABEL
@@ -116,7 +109,7 @@ def evaluate_run(run=None, data: str | None = None, batch_size: int | None = Non
     batch_size = int(batch_size or cfg.get("batch_size") or 32)
     if cfg["task"] == "segmentation":
         from kcv.postprocess.crf import crf_postprocess
-        from kcv.postprocess.evaluate import segmentation_scores
+        from kcv.evaluation.segmentation import segmentation_scores
 
         report, cm = segmentation_scores(model, source, batch_size, crf_postprocess() if crf else None,
                                          save_dir=run_dir / ("eval_crf" if crf else "eval"))
