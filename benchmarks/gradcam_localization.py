@@ -20,7 +20,7 @@ object's centre can beat it).
 
 Results go to stdout and to ``benchmarks/RESULTS.md`` between the markers
 ``<!-- gradcam:begin -->`` / ``<!-- gradcam:end -->``; ``docs/gradcam_heads.png`` shows both
-heads' heat on the same validation images (README, ``kcv explain``).
+heads' heat on the same validation images (docs/seeing.md, ``kcv explain``).
 """
 
 from __future__ import annotations

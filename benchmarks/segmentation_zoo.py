@@ -6,7 +6,7 @@
 3. Dense CRF on the validation predictions of a coarse model (FCN-32s): mIoU before/after.
 4. FCN pixel accuracy near label edges vs elsewhere (what the skips of 16s/8s are for).
 
-Usage (the figures in README / benchmarks/RESULTS.md came from the last command, which trained
+Usage (the figures in docs/results.md / benchmarks/RESULTS.md came from the last command, which trained
 the runs not present yet: 4.8 h of training for all 14 on the shared 2-core machine at load
 averages 4–12, an estimated 1.5 h when idle):
 

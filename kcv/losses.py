@@ -1,6 +1,6 @@
 """Losses as pure functions of ``(y_true, logits)``, and the factory the training loop uses.
 
-Segmentation labels equal to 255 are ignored by every loss (DESIGN §5). Logits are cast to
+Segmentation labels equal to 255 are ignored by every loss (docs/design.md §5). Logits are cast to
 float32 first so the losses are safe under mixed precision.
 """
 

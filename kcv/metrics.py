@@ -1,6 +1,6 @@
 """Metrics: Keras metric objects for training, and pure NumPy confusion-matrix maths for reports.
 
-Segmentation metrics ignore label 255 everywhere (DESIGN §5).
+Segmentation metrics ignore label 255 everywhere (docs/design.md §5).
 """
 
 from __future__ import annotations

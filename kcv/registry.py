@@ -39,7 +39,7 @@ class ModelSpec:
             ``features_only=True`` and then return the model without its head.
         reference: the published figures the standard variant is checked against, e.g.
             ``{"params": 25_557_032, "gflops": 4.09, "source": "torchvision"}`` (224 px,
-            1000 classes); shown beside ours in the README model table.
+            1000 classes); shown beside ours in the docs/models.md model table.
     """
 
     name: str

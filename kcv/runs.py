@@ -1,4 +1,4 @@
-"""Run directories and atomic writes (DESIGN §4).
+"""Run directories and atomic writes (docs/design.md §4).
 
 A run lives in ``saved_models/<name>/``; names default to the architecture and are never
 reused (``unet``, ``unet-2``, ...). Every file is written under a temporary name in the

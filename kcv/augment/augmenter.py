@@ -3,7 +3,7 @@
 Design (why it looks like this):
 
 - Runs on whole batches after ``Dataset.batch`` — measured 1.5× faster than per image
-  (DESIGN §8) — and in the input pipeline only, never inside the exported model.
+  (docs/design.md §8) — and in the input pipeline only, never inside the exported model.
 - Every random draw is *stateless*: each batch gets a seed derived from
   ``(seed, epoch, batch index)``. The Keras layers normally draw from a stateful
   ``SeedGenerator``; inside a parallel ``Dataset.map`` the order of those draws depends on

@@ -1,4 +1,4 @@
-"""The ``kcv`` command line: a thin click shell over the library (DESIGN §3).
+"""The ``kcv`` command line: a thin click shell over the library (docs/design.md §3).
 
 Each command lives in its own module and calls one library function. A
 :class:`~kcv.errors.KcvError` or a usage mistake prints one ``error: ...`` line on stderr

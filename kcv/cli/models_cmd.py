@@ -10,7 +10,7 @@ import click
 @click.option("--task", type=click.Choice(["classification", "segmentation"]), default=None,
               help="Only list models of this task.")
 @click.option("--markdown", is_flag=True,
-              help="Print the README model table: our params and GFLOPs beside the reference "
+              help="Print the docs/models.md model table: our params and GFLOPs beside the reference "
                    "figures (torchvision, keras.applications, papers) and the % difference.")
 @click.option("--no-cache", is_flag=True,
               help="Rebuild every model instead of reading $KCV_CACHE_DIR (default ~/.cache/kcv).")

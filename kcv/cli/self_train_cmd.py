@@ -10,7 +10,7 @@ from kcv.cli.options import parse_model_args
 @click.command("self-train")
 @click.option("--arch", required=True, help="Teacher architecture (round 0), see `kcv models`.")
 @click.option("--data", default="shapes", show_default=True,
-              help="Labelled data: 'shapes', 'shapes:N' or a data folder (DESIGN §5 layouts).")
+              help="Labelled data: 'shapes', 'shapes:N' or a data folder (docs/design.md §5 layouts).")
 @click.option("--unlabeled", default="shapes", show_default=True, metavar="DIR|shapes[:N]",
               help="Unlabeled images: a flat folder, or N images of the built-in shapes' own unlabeled split.")
 @click.option("--rounds", type=int, default=1, show_default=True,

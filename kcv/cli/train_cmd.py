@@ -14,7 +14,7 @@ RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
 @click.command("train")
 @click.option("--arch", default=None, help="Architecture name (see `kcv models`); required unless --resume.")
 @click.option("--data", default="shapes", show_default=True,
-              help="'shapes', 'shapes:N' (N training images) or a data folder (DESIGN §5 layouts).")
+              help="'shapes', 'shapes:N' (N training images) or a data folder (docs/design.md §5 layouts).")
 @click.option("--epochs", type=int, default=None, help="Epochs [default: the architecture's]; with --resume, the new total.")
 @click.option("--batch-size", type=int, default=None,
               help="Global batch size (split over replicas) [default: the architecture's].")
@@ -34,7 +34,7 @@ RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
               help="Label smoothing for classification (targets become one-hot).")
 @click.option("--augment", default=None, metavar="POLICY",
               help="Augmentation policy, e.g. 'flip,rotate=15,crop=0.8,cutmix', 'none', or a YAML file "
-                   "[default: flip for segmentation, flip,crop=0.8 for classification]. See README 'Augmentation'.")
+                   "[default: flip for segmentation, flip,crop=0.8 for classification]. See docs/training.md 'Augmentation'.")
 @click.option("--patience", type=int, default=None,
               help="Stop early after N epochs without a better validation metric.")
 @click.option("--loss", default="ce", show_default=True, metavar="ce|bce|dice|focal|ce+dice",

@@ -1,4 +1,4 @@
-"""Loaders for image folders on disk (DESIGN §5), with every bad-data case caught up front.
+"""Loaders for image folders on disk (docs/design.md §5), with every bad-data case caught up front.
 
 Classification: ``DATA/train/<class>/*`` + ``DATA/val/<class>/*``, or ``DATA/<class>/*``
 split by ``val_split`` (deterministic by seed, per class).

@@ -2,7 +2,7 @@
 
 Each format is written to a temporary name in ``exports/``, loaded in its own runtime,
 compared with the Keras inference model on validation images, and renamed into place only
-if it passes (DESIGN §7.5: a verified round trip in the real runtime). Results are merged into
+if it passes (docs/design.md §7.5: a verified round trip in the real runtime). Results are merged into
 ``exports/report.json``; a failed format keeps the previous good file, if any.
 
 Pass rules (also written into each report entry as ``rule``):

@@ -4,7 +4,7 @@ Layout. Keras convolutions are NHWC, ONNX's are NCHW, so tf2onnx first wraps eve
 in a pair of Transposes (MobileNetV2: 100 Transpose nodes) and then its transpose
 optimizer pushes them through element-wise ops and cancels adjacent pairs. What is left is
 one Transpose after the input and, for segmentation, one before the output, and the file
-keeps the NHWC raw-pixel contract of every kcv export (DESIGN §6). ``inputs_as_nchw``
+keeps the NHWC raw-pixel contract of every kcv export (docs/design.md §6). ``inputs_as_nchw``
 would remove the input Transpose too but change that contract, and measured no faster.
 :func:`graph_summary` records the Transpose count in ``report.json``.
 

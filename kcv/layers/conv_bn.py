@@ -10,7 +10,7 @@ def normalized_input(input_shape, name: str = "image"):
     """``(inputs, x)``: the model input (RGB in [0, 255]) and its value scaled to [-1, 1].
 
     Normalisation lives inside the model so that every exported file takes raw pixels
-    (DESIGN §6).
+    (docs/design.md §6).
     """
     inputs = keras.Input(shape=tuple(input_shape), name=name)
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)

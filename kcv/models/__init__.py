@@ -11,7 +11,7 @@ from kcv.models import classification, segmentation  # noqa: F401  (runs @regist
 def inference_model(model: keras.Model) -> keras.Model:
     """The deployable model: the main output only (auxiliary heads dropped), then softmax.
 
-    Training models output logits, first output = main head (DESIGN §6); the model that
+    Training models output logits, first output = main head (docs/design.md §6); the model that
     ``kcv export`` writes and ``kcv predict`` runs ends in a softmax over the last axis.
     """
     main = model.outputs[0]

@@ -129,7 +129,7 @@ def _pct(ours, ref) -> str:
 
 
 def markdown_table(task: str | None = None, use_cache: bool = True, progress=None, names=None) -> str:
-    """The README model table: our params/GFLOPs beside the reference figures and the % difference."""
+    """The docs/models.md model table: our params/GFLOPs beside the reference figures and the % difference."""
     lines = ["| model | task | params | GFLOPs@224 | reference params | reference GFLOPs "
              "| Δ params | Δ GFLOPs | reference |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]

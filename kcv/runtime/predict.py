@@ -143,7 +143,7 @@ def choose_runtime(run_dir: Path, runtime: str | None = None) -> tuple[Path, str
             flag = "--tflite" if runtime == "tflite" else "--onnx"
             raise KcvError(f"{run_dir}: no verified {runtime} file in exports/; run `kcv export {flag}` first")
     latency = {row["format"]: row["p50_ms"] for row in report.get("benchmark", {}).get("rows", [])}
-    preference = ["tflite", "onnx", "fp16", "dynamic", "int8", "keras"]  # DESIGN §8 measurements
+    preference = ["tflite", "onnx", "fp16", "dynamic", "int8", "keras"]  # docs/design.md §8 measurements
 
     def rank(c):
         return (latency.get(c[0], float("inf")),

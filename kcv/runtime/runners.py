@@ -20,7 +20,7 @@ SUFFIXES = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}
 class KerasRunner:
     """A Keras inference model behind a ``tf.function`` (one trace, any batch size).
 
-    ``model.predict`` costs ~100 ms of per-call overhead (DESIGN §8), so single images go
+    ``model.predict`` costs ~100 ms of per-call overhead (docs/design.md §8), so single images go
     through a traced function instead.
     """
 

@@ -1,4 +1,4 @@
-"""Callbacks that maintain the run directory during ``fit`` (DESIGN §4), and resume state.
+"""Callbacks that maintain the run directory during ``fit`` (docs/design.md §4), and resume state.
 
 ``last.keras`` is a normal Keras archive (weights + optimizer state) with one extra entry,
 ``kcv_state.json``: completed epochs, the best monitored value and its epoch, the history

@@ -9,7 +9,7 @@ on a 2-core CPU (see ``benchmarks/RESULTS.md``): batch norm was the largest sing
 
 :func:`fused_batch_norm` swaps the training-mode call of every plain Keras
 ``BatchNormalization`` layer for the fused kernel while the block runs, so models keep
-using ``keras.layers`` only (DESIGN §1) and nothing about the saved model changes: same
+using ``keras.layers`` only (docs/design.md §1) and nothing about the saved model changes: same
 class, config, weights. Same maths: the fused op returns the Bessel-corrected variance,
 which is converted back to Keras' population variance for the moving average; forward
 outputs, moving statistics and gradients agree with Keras to float32 round-off

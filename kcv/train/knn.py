@@ -3,7 +3,7 @@
 One pass over the training split computes each image's feature vector (raw pixels, or the
 penultimate features of a trained kcv classifier) and stores them with their labels as the
 non-trainable reference set of :class:`kcv.models.classification.knn.NearestNeighbors`.
-The run directory is the same as any run's (DESIGN §4): ``config.json``, ``model.keras``
+The run directory is the same as any run's (docs/design.md §4): ``config.json``, ``model.keras``
 (= ``last.keras``), a one-row ``history.csv``, ``metrics.json`` and ``curves.png``, so
 ``kcv export`` and ``kcv eval`` treat it like any other model.
 """
@@ -29,7 +29,7 @@ def backbone_features(run) -> tuple[keras.Model, dict]:
     """``(image → penultimate features model, backbone config)`` of a trained classifier run.
 
     The penultimate features are the input of the layer named ``logits`` (the main head of
-    every kcv classifier, DESIGN §6); the returned model keeps the backbone's layer names.
+    every kcv classifier, docs/design.md §6); the returned model keeps the backbone's layer names.
     """
     model, cfg = runs.load_run(run)
     if cfg.get("task") != "classification":

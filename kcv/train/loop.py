@@ -3,7 +3,7 @@
 ``train(TrainConfig(arch="unet"))`` resolves the configuration (flags, then the
 architecture's ``train_defaults``, then global defaults), loads the data, builds the model
 under the chosen precision and ``tf.distribute`` strategy, fits it on an augmented
-``tf.data`` stream and writes the whole run directory of DESIGN §4.
+``tf.data`` stream and writes the whole run directory of docs/design.md §4.
 ``train(TrainConfig(resume="saved_models/unet"))`` continues a run at its next epoch.
 
 Extension points (distillation, transfer learning, self-training): a :class:`TrainPlugin`

@@ -1,6 +1,6 @@
 """Class-colour masks and overlays for segmentation predictions (``kcv predict``).
 
-Masks are written as palette PNGs: the pixel value *is* the class index (what DESIGN §5
+Masks are written as palette PNGs: the pixel value *is* the class index (what docs/design.md §5
 expects of a mask, so a prediction can be fed back as a label), and the palette makes it
 viewable. Colours follow the PASCAL VOC palette (bit-interleaved class index), which is
 what most segmentation tools use, so class 0 (background) is black.

@@ -1,4 +1,4 @@
-"""Every augmentation op keeps images, masks and labels consistent (DESIGN §5: 255 = ignore)."""
+"""Every augmentation op keeps images, masks and labels consistent (docs/design.md §5: 255 = ignore)."""
 
 import numpy as np
 import pytest

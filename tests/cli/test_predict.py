@@ -46,7 +46,7 @@ def test_run_uses_fastest_verified_runtime(cnn_exported, images, capsys):
     code, out, err = run_cli(["predict", str(run_dir), str(images / "img0.png")], capsys)
     assert code == 0, err
     report = json.loads((run_dir / "exports" / "report.json").read_text())
-    if "benchmark" not in report:  # before `kcv benchmark`: fp32 TFLite (DESIGN §8: fastest here)
+    if "benchmark" not in report:  # before `kcv benchmark`: fp32 TFLite (docs/design.md §8: fastest here)
         assert "model_fp32.tflite (tflite" in err
     code, out2, err = run_cli(["predict", str(run_dir), str(images / "img0.png"), "--runtime", "onnx"], capsys)
     assert code == 0 and "model.onnx (onnx" in err

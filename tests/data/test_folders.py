@@ -1,4 +1,4 @@
-"""Both folder layouts load; every bad-data case of DESIGN §5 is one line + exit 2."""
+"""Both folder layouts load; every bad-data case of docs/design.md §5 is one line + exit 2."""
 
 import numpy as np
 import pytest

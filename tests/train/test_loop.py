@@ -1,4 +1,4 @@
-"""The run directory contract of DESIGN §4, written by the training loop."""
+"""The run directory contract of docs/design.md §4, written by the training loop."""
 
 import csv
 import json

@@ -152,7 +152,7 @@ def build_knn(num_classes: int, input_shape, k: int = 5, metric: str = "l2",
             trunk); ``None`` compares raw pixels scaled to [-1, 1].
         reference_size: N; defaults to ``k``. :mod:`kcv.train.knn` uses the training set size.
 
-    The reference-set layer is named ``logits`` (the main output, DESIGN §6); its input is
+    The reference-set layer is named ``logits`` (the main output, docs/design.md §6); its input is
     the feature vector.
     """
     reference_size = int(k if reference_size is None else reference_size)
