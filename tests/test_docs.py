@@ -30,7 +30,7 @@ IMG = re.compile(r"<img\s[^>]*src=\"([^\"]+)\"")
 
 def _prose(text: str) -> str:
     """``text`` without fenced code blocks and inline code spans (their brackets are not links)."""
-    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    text = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
     return re.sub(r"`[^`\n]*`", "``", text)
 
 
@@ -41,10 +41,10 @@ def slug(heading: str) -> str:
 
 def anchors(path: Path) -> set[str]:
     """Every heading anchor of a markdown file (duplicates suffixed -1, -2, as GitHub does)."""
-    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.MULTILINE | re.DOTALL)
     seen: dict[str, int] = {}
     out = set()
-    for heading in re.findall(r"^#{1,6}\s+(.*)$", text, flags=re.M):
+    for heading in re.findall(r"^#{1,6}\s+(.*)$", text, flags=re.MULTILINE):
         s = slug(heading)
         out.add(f"{s}-{seen[s]}" if s in seen else s)
         seen[s] = seen.get(s, 0) + 1
@@ -99,7 +99,7 @@ def test_every_page_is_reachable_from_the_readme():
 
 
 def test_design_references_in_the_code_point_into_docs_design():
-    sections = {int(m) for m in re.findall(r"^## (\d+)\. ", (DOCS / "design.md").read_text(), flags=re.M)}
+    sections = {int(m) for m in re.findall(r"^## (\d+)\. ", (DOCS / "design.md").read_text(), flags=re.MULTILINE)}
     assert set(range(1, 9)) <= sections, "docs/design.md must keep sections 1-8 (the code cites them)"
     stale, dangling = [], []
     for folder in ("kcv", "tests", "benchmarks"):
