@@ -243,7 +243,8 @@ def ablation_table(rows: list) -> list:
     lines = ["| round-1 student | pseudo-labels (distinct) | their accuracy | val accuracy |",
              "|---|---:|---:|---:|"]
     for label, row in rows:
-        lines.append(f"| {label} | {row['pseudo_labels_kept']} ({row.get('distinct_images', row['pseudo_labels_kept'])}) "
+        kept = row["pseudo_labels_kept"]
+        lines.append(f"| {label} | {kept} ({row.get('distinct_images', kept)}) "
                      f"| {row['pseudo_label_accuracy']:.3f} | {row['val_accuracy']:.3f} |")
     return lines
 
@@ -260,7 +261,8 @@ def report(st: list, kd: list, args, load: tuple, ab: list | None = None) -> str
         lines += ["#### Self-training with 10 labels per class", "",
                   f"30 labelled images + {args.unlabeled} unlabeled (`--unlabeled shapes:{args.unlabeled}`). "
                   "From scratch, 30 images leave this CNN at chance (measured for seed 0: val 0.37 after "
-                  "100 epochs, 0.38 with rotation augmentation), so every run here starts from the same pretrained backbone "
+                  "100 epochs, 0.38 with rotation augmentation), so every run here starts from the same "
+                  "pretrained backbone "
                   "(`--pretrained`, `--backbone-lr-mult 0.1`, as one would start from ImageNet weights): "
                   f"the CNN trained on {args.pretrain_images} labelled images of five *other* shapes drawn "
                   "the same way (cross, ellipse, pentagon, rectangle, star; val accuracy "

@@ -142,7 +142,8 @@ def main() -> None:
     lines = [
         f"### Grad-CAM localisation (`benchmarks/gradcam_localization.py`, {time.strftime('%Y-%m-%d')})",
         "",
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; TF {__import__('tensorflow').__version__}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"TF {__import__('tensorflow').__version__}, "
         f"Keras {keras.__version__}. {N_VAL} validation images; mask area {s0['area']:.3f} of the image "
         f"(circle {s0['area_circle']:.3f}, square {s0['area_square']:.3f}, triangle {s0['area_triangle']:.3f}).",
         "",

@@ -97,7 +97,8 @@ def main():
     from kcv.export.onnx import OnnxRunner
     from kcv.export.tflite import LiteRTRunner, convert_fp32
 
-    print("| model | ONNX graph | Transposes | ORT level | spin | ORT p50 ms | ORT p95 ms | LiteRT p50 ms | ORT / LiteRT |")
+    print("| model | ONNX graph | Transposes | ORT level | spin | ORT p50 ms | ORT p95 ms | LiteRT p50 ms "
+          "| ORT / LiteRT |")
     print("|---|---|---:|---|---|---:|---:|---:|---:|")
     for name in args.models.split(","):
         model, size = build(name)

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras.src.random.seed_generator import SeedGenerator
 
+from kcv import compat
 from kcv.augment import layers as kcv_layers
 from kcv.augment.policy import MIXING, Policy, parse_policy
 from kcv.contracts import IGNORE_LABEL
@@ -31,7 +31,7 @@ from kcv.contracts import IGNORE_LABEL
 VALUE_RANGE = (0.0, 255.0)
 
 
-class _BatchSeed(SeedGenerator):
+class _BatchSeed(keras.random.SeedGenerator):
     """A stand-in ``SeedGenerator``: the ``n``-th draw gets ``fold_in(base, n)``.
 
     Keras layers accept any ``SeedGenerator`` and call ``next()`` once per random draw;
@@ -135,10 +135,4 @@ class Augmenter:
 
 def _install_seed(layer, base) -> None:
     """Point ``layer`` and its sub-layers (RandAugment's) at a fresh :class:`_BatchSeed`."""
-    gen = _BatchSeed(base)
-    for sub in [layer, *layer._flatten_layers(include_self=False)]:
-        if hasattr(sub, "generator"):
-            # object.__setattr__: Keras' attribute tracking would try to track the swap.
-            object.__setattr__(sub, "generator", gen)
-        if hasattr(sub, "_backend_generators"):
-            object.__setattr__(sub, "_backend_generators", {})
+    compat.install_seed_generator(layer, _BatchSeed(base))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import keras
 
+from kcv import compat
+
 
 class _AffineAugment(keras.layers.RandomRotation):
     """Base: subclasses return ``[B, 8]`` projective matrices from :meth:`_matrices`.
@@ -35,7 +37,7 @@ class _AffineAugment(keras.layers.RandomRotation):
         images = data["images"] if isinstance(data, dict) else data
         shape = ops.core.shape(images)
         batch, height, width = (shape[0], shape[1], shape[2]) if len(shape) == 4 else (1, *shape[:2])
-        seed = seed or self._get_seed_generator(ops._backend)
+        seed = seed or compat.preprocessing_seed_generator(self)
         matrix = self._matrices(batch, height, width, seed)
         if len(shape) == 3:
             matrix = ops.numpy.squeeze(matrix, axis=0)

@@ -33,7 +33,8 @@ from kcv.cli.options import parse_model_args
                    "from the architecture.")
 @click.option("--epochs", type=int, default=None, help="Teacher's epochs [default: the architecture's].")
 @click.option("--batch-size", type=int, default=None, help="Batch size [default: the architecture's].")
-@click.option("--img-size", type=int, default=None, help="Input side in pixels, every round [default: the architecture's].")
+@click.option("--img-size", type=int, default=None,
+              help="Input side in pixels, every round [default: the architecture's].")
 @click.option("--lr", type=float, default=None, help="Learning rate [default: the architecture's].")
 @click.option("--optimizer", default="adam", show_default=True, metavar="adam|sgd|adamw", help="Optimizer.")
 @click.option("--augment", default=None, metavar="POLICY", help="Teacher's augmentation [default: the task's].")

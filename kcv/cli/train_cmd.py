@@ -15,7 +15,8 @@ RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
 @click.option("--arch", default=None, help="Architecture name (see `kcv models`); required unless --resume.")
 @click.option("--data", default="shapes", show_default=True,
               help="'shapes', 'shapes:N' (N training images) or a data folder (docs/design.md §5 layouts).")
-@click.option("--epochs", type=int, default=None, help="Epochs [default: the architecture's]; with --resume, the new total.")
+@click.option("--epochs", type=int, default=None,
+              help="Epochs [default: the architecture's]; with --resume, the new total.")
 @click.option("--batch-size", type=int, default=None,
               help="Global batch size (split over replicas) [default: the architecture's].")
 @click.option("--img-size", type=int, default=None, help="Square input side in pixels [default: the architecture's].")

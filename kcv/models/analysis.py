@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from kcv import compat
 from kcv.layers.deformable import DeformableConv2D
 
 
@@ -161,33 +162,29 @@ def propagate_rf(model: keras.Model, inputs: list | None = None) -> dict:
     for tensor, rf in zip(model.inputs, inputs or [RF()] * len(model.inputs)):
         fields[id(tensor)] = rf
     for op in model.operations:
-        for node in op._inbound_nodes:
-            ins = [fields.get(id(t)) for t in node.input_tensors]
-            if not node.input_tensors or any(f is None for f in ins):
+        for call in compat.calls(op):
+            ins = [fields.get(id(t)) for t in call.inputs]
+            if not call.inputs or any(f is None for f in ins):
                 continue  # an input layer, or a call from another graph
             if isinstance(op, keras.Model) and hasattr(op, "operations"):
                 inner = propagate_rf(op, ins)
                 outs = [inner.get(id(t), _merge(ins)) for t in op.outputs]
             else:
-                in_shape = node.input_tensors[0].shape
-                out = layer_rf(op, _merge(ins), in_shape, node.outputs[0].shape)
-                outs = [out] * len(node.outputs)
-            for t, rf in zip(node.outputs, outs):
+                out = layer_rf(op, _merge(ins), call.inputs[0].shape, call.outputs[0].shape)
+                outs = [out] * len(call.outputs)
+            for t, rf in zip(call.outputs, outs):
                 fields[id(t)] = rf
     return fields
 
 
 def last_feature_map(model: keras.Model):
     """The last spatial (rank-4) tensor on the path to the first output, and its layer name."""
-    t = model.outputs[0]
-    while True:
-        op, node_index, _ = t._keras_history
+    for t, call in compat.walk_up(model.outputs[:1], first_input=True):
+        op = call.layer
         if _spatial(t.shape) and not (t.shape[1] == 1 and t.shape[2] == 1 and _is_global(op)):
             return t, op.name
-        node = op._inbound_nodes[node_index]
-        if not node.input_tensors:
+        if not call.inputs:
             return t, op.name
-        t = node.input_tensors[0]
 
 
 def _is_global(op):

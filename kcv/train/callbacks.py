@@ -18,9 +18,8 @@ import zipfile
 from pathlib import Path
 
 import keras
-import numpy as np
 
-from kcv import runs
+from kcv import compat, runs
 from kcv.errors import KcvError
 from kcv.contracts import HISTORY_FILE, LAST_FILE
 
@@ -51,7 +50,7 @@ def float32_copy(model: keras.Model) -> keras.Model:
     Mixed-precision training keeps float32 master weights; the saved best model is float32
     so that ``kcv export``/``predict`` never see float16 compute.
     """
-    if all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers()):
+    if all(layer.dtype_policy.name == "float32" for layer in compat.all_layers(model)):
         return model
 
     def clone(layer):
@@ -68,7 +67,7 @@ def float32_outputs(model: keras.Model) -> keras.Model:
     The logits then reach the loss, the metrics and the inference softmax in float32, as
     the Keras mixed-precision guide recommends for the last layer.
     """
-    last = {id(t._keras_history[0]) for t in model.outputs}
+    last = {id(compat.producer(t).layer) for t in model.outputs}
 
     def clone(layer):
         config = layer.get_config()
@@ -147,13 +146,10 @@ class RunWriter(keras.callbacks.Callback):
     def state(self, epochs_done: int) -> dict:
         # Layer RNGs (dropout) are model variables and travel with the weights; the data
         # RNG is (seed, epoch) by construction; what is left is Keras' global generator.
-        from keras.src.random.seed_generator import global_seed_generator
-
-        global_state = global_seed_generator().state
         return {"epoch": epochs_done, "monitor": self.monitor, "best": self.best,
                 "best_epoch": self.best_epoch, "history": self.rows,
                 "rng": {**self.rng, "next_epoch": epochs_done,
-                        "keras_global": np.asarray(global_state.value).tolist()}}
+                        "keras_global": compat.global_rng_state()}}
 
 
 class NanGuard(keras.callbacks.TerminateOnNaN):

@@ -22,6 +22,7 @@ import os
 
 import tensorflow as tf
 
+from kcv import compat
 from kcv.errors import KcvError
 
 MODES = ("auto", "none", "mirrored", "multiworker")
@@ -63,7 +64,7 @@ def select(mode: str):
     if not cfg:
         raise KcvError("--distribute multiworker: set TF_CONFIG on every worker "
                        "(cluster addresses and this worker's task type and index)")
-    _patch_keras_for_multiworker()
+    compat.patch_reduce_per_replica()
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
@@ -105,31 +106,4 @@ def prepare_model(model, strategy, element_spec) -> None:
     if not is_multiworker(strategy):
         return
     with strategy.scope():
-        model._symbolic_build(data_batch=element_spec)
-    model._maybe_symbolic_build = lambda *args, **kwargs: None
-
-
-_PATCHED = False
-
-
-def _patch_keras_for_multiworker() -> None:
-    """Reduce scalar step logs with ``axis=None`` under multi-worker.
-
-    Keras' ``reduce_per_replica`` calls ``strategy.reduce("MEAN", v, axis=0)`` on every
-    log value, and the logs (loss, metric results) are scalars with no axis 0.
-    """
-    global _PATCHED
-    if _PATCHED:
-        return
-    import keras.src.backend.tensorflow.trainer as keras_tf_trainer
-    from keras import tree
-
-    original = keras_tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction="auto"):
-        if reduction in ("auto", "mean") and keras_tf_trainer._collective_all_reduce_multi_worker(strategy):
-            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original(values, strategy, reduction)
-
-    keras_tf_trainer.reduce_per_replica = reduce_per_replica
-    _PATCHED = True
+        compat.build_for_fit(model, element_spec)

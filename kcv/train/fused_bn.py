@@ -27,7 +27,7 @@ import os
 import keras
 import tensorflow as tf
 
-_ORIGINAL_CALL = keras.layers.BatchNormalization.call
+from kcv import compat
 
 
 def _fusable(layer, inputs, training, mask) -> bool:
@@ -39,7 +39,7 @@ def _fusable(layer, inputs, training, mask) -> bool:
 def _fused_call(self, inputs, training=None, mask=None):
     """``BatchNormalization.call`` with FusedBatchNormV3 in training mode."""
     if not _fusable(self, inputs, training, mask):
-        return _ORIGINAL_CALL(self, inputs, training=training, mask=mask)
+        return compat.KERAS_BATCHNORM_CALL(self, inputs, training=training, mask=mask)
     channels = inputs.shape[-1]
     x = inputs if inputs.dtype in (tf.float16, tf.bfloat16, tf.float32) else tf.cast(inputs, tf.float32)
     gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones((channels,), tf.float32)
@@ -68,11 +68,8 @@ def fused_batch_norm(active: bool | None = None):
     inside it); the original method is restored on exit, also after an error.
     """
     active = enabled() if active is None else active
-    if not active or keras.layers.BatchNormalization.call is _fused_call:
+    if not active:
         yield
         return
-    keras.layers.BatchNormalization.call = _fused_call
-    try:
+    with compat.patched_batchnorm_call(_fused_call):
         yield
-    finally:
-        keras.layers.BatchNormalization.call = _ORIGINAL_CALL

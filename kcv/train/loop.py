@@ -26,7 +26,7 @@ from pathlib import Path
 
 import keras
 
-from kcv import losses, metrics, runs
+from kcv import compat, losses, metrics, runs
 from kcv.errors import KcvError
 from kcv.registry import create_model, get_spec
 from kcv.train import distribute
@@ -263,9 +263,12 @@ def train(config: TrainConfig) -> Path | None:
         The run directory; ``None`` on a non-chief worker of a multi-worker run.
 
     Raises:
-        KcvError: a bad flag, bad data, or a diverged run (NaN loss).
+        KcvError: a bad flag, bad data, a diverged run (NaN loss), or a Keras version
+            kcv was not checked on (fit leans on Keras internals; fail before any file).
     """
     from kcv.data.pipeline import load_data
+
+    compat.check()
 
     if not config.resume and (config.backbone is not None or get_spec(config.arch).family == "knn"):
         from kcv.train.knn import fit_knn  # no gradients: one pass stores the reference set
@@ -417,8 +420,6 @@ def _start(config: TrainConfig):
 
 def _restore(model, strategy, last: Path, state: dict) -> None:
     """Weights, optimizer slots and step counter from ``last.keras``; Keras' global RNG."""
-    from keras.src.random.seed_generator import global_seed_generator
-
     with strategy.scope():
         model.optimizer.build(model.trainable_variables)
         try:
@@ -427,7 +428,7 @@ def _restore(model, strategy, last: Path, state: dict) -> None:
             raise KcvError(f"{last}: cannot restore ({type(e).__name__}: {e})") from None
     rng = state.get("rng", {}).get("keras_global")
     if rng is not None:
-        global_seed_generator().state.assign(rng)
+        compat.set_global_rng_state(rng)
 
 
 def _nan_hint(cfg: TrainConfig, run_dir) -> str:

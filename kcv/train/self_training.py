@@ -365,7 +365,8 @@ def _finish(run_dir: Path, final_dir: Path, cfg: SelfTrainConfig, rows: list) ->
     config = runs.load_config(final_dir)
     config.update(name=run_dir.name, out=str(run_dir.parent), self_training={
         "unlabeled": cfg.unlabeled, "rounds": cfg.rounds, "threshold": cfg.threshold,
-        "soft": cfg.soft, "balance": cfg.balance, "noise": cfg.noise, "teacher": cfg.teacher, "final_round": str(final_dir),
+        "soft": cfg.soft, "balance": cfg.balance, "noise": cfg.noise, "teacher": cfg.teacher,
+        "final_round": str(final_dir),
         "summary": rows})
     runs.write_json(run_dir / runs.CONFIG_FILE, config)
     _copy(final_dir / runs.MODEL_FILE, run_dir / runs.MODEL_FILE)

@@ -38,7 +38,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kcv import runs
+from kcv import compat, runs
 from kcv.errors import KcvError
 from kcv.registry import get_spec
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
@@ -46,11 +46,6 @@ from kcv.contracts import LOGITS_LAYER
 
 # ------------------------------------------------------------------------------------------
 # Reading weights from files, by layer name
-
-
-def _own_variables(layer) -> list:
-    """A layer's own variables in the order Keras saves them (``save_own_variables``)."""
-    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
 
 
 def _h5_file(path: Path):
@@ -133,51 +128,27 @@ def read_weights(source) -> tuple[dict, str]:
 
 
 def _weighted_layers(model) -> list:
-    return [layer for layer in model._flatten_layers(include_self=False) if _own_variables(layer)]
+    return [layer for layer in compat.all_layers(model, include_self=False) if compat.own_variables(layer)]
 
 
-def _producer(tensor):
-    return tensor._keras_history.operation
+def _outputs(model, layer_names) -> list:
+    """The output tensors of the named layers' calls inside ``model``."""
+    return [t for n in layer_names for call in compat.calls(model.get_layer(n), model) for t in call.outputs]
 
 
-def _parents(model, layer) -> list:
-    """The layers feeding ``layer`` inside ``model`` (nodes of other models that share the
-    layer, such as the encoder of :func:`kcv.models.backbone.build_encoder`, are skipped)."""
-    from keras.src.ops.function import make_node_key
-
-    own = getattr(model, "_nodes", None)
-    return [_producer(t) for i, node in enumerate(layer._inbound_nodes)
-            if own is None or make_node_key(layer, i) in own for t in node.input_tensors]
-
-
-def _ancestors(model, layer_names) -> set[str]:
-    """Names of the layers of ``model`` whose output ``layer_names`` depend on (included)."""
-    seen: set[str] = set()
-    stack = [model.get_layer(n) for n in layer_names]
-    while stack:
-        layer = stack.pop()
-        if layer.name not in seen:
-            seen.add(layer.name)
-            stack.extend(_parents(model, layer))
-    return seen & {layer.name for layer in model.layers}
+def _ancestors(model, tensors) -> set[str]:
+    """Names of the layers of ``model`` that ``tensors`` depend on (their producers included)."""
+    return {call.layer.name for _, call in compat.walk_up(tensors)} & {layer.name for layer in model.layers}
 
 
 def head_layers(model) -> set[str]:
     """The layers a new task replaces: walking back from each model output, the first
     layers with weights (``logits`` and auxiliary logits; a segmentation model's final
     classifier convolution)."""
-    head: set[str] = set()
-    stack, seen = [_producer(t) for t in model.outputs], set()
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if layer.weights:
-            head.add(layer.name)
-        else:
-            stack.extend(_parents(model, layer))
-    return head
+    def weighted(_, call):
+        return bool(call.layer.weights)
+
+    return {call.layer.name for t, call in compat.walk_up(model.outputs, stop=weighted) if weighted(t, call)}
 
 
 def _segmentation_taps(model, arch: str, model_args: dict) -> list[str]:
@@ -202,11 +173,11 @@ def backbone_layers(model, task: str, arch: str, model_args: dict | None = None)
             logits = model.get_layer(LOGITS_LAYER)
         except ValueError:
             raise KcvError(f"{arch}: no layer named 'logits', cannot tell its head from its backbone") from None
-        return _ancestors(model, [p.name for p in _parents(model, logits)])
+        return _ancestors(model, [t for call in compat.calls(logits, model) for t in call.inputs])
     taps = _segmentation_taps(model, arch, dict(model_args or {}))
     if not taps:
         raise KcvError(f"{arch}: cannot find its encoder's feature taps (the backbone)")
-    return _ancestors(model, taps)
+    return _ancestors(model, _outputs(model, taps))
 
 
 # ------------------------------------------------------------------------------------------
@@ -261,7 +232,7 @@ def transfer_weights(model, weights: dict, source: str = "") -> TransferReport:
         arrays = weights.get(layer.name)
         if arrays is None:
             report.missing.append(layer.name)
-        elif _shapes(arrays) != [tuple(v.shape) for v in _own_variables(layer)]:
+        elif _shapes(arrays) != [tuple(v.shape) for v in compat.own_variables(layer)]:
             report.mismatched.append(layer.name)
         else:
             _assign(layer, arrays)
@@ -272,7 +243,7 @@ def transfer_weights(model, weights: dict, source: str = "") -> TransferReport:
 
 
 def _transfer_by_order(body, weights: dict, report: TransferReport) -> None:
-    wanted = [[tuple(v.shape) for v in _own_variables(layer)] for layer in body]
+    wanted = [[tuple(v.shape) for v in compat.own_variables(layer)] for layer in body]
     available = list(weights.values())
     # The source may end with a head of its own (include_top=True): ignore trailing layers.
     if len(available) < len(wanted) or any(_shapes(a) != w for a, w in zip(available, wanted)):
@@ -302,7 +273,7 @@ def load_pretrained(model, source) -> TransferReport:
 # A learning-rate multiplier for the backbone's variables
 
 
-class _BackboneLR:
+class _BackboneLR(compat.OptimizerHooks):
     """Mixin for a Keras optimizer: the learning rate of the variables whose ``path`` is in
     ``backbone_variables`` is multiplied by ``backbone_lr_mult``."""
 
@@ -317,16 +288,16 @@ class _BackboneLR:
         self._backbone_index = {i for i, v in enumerate(variables) if v.path in paths}
 
     def _in_backbone(self, variable) -> bool:
-        return self._get_variable_index(variable) in self._backbone_index
+        return self.variable_index(variable) in self._backbone_index
 
-    def _use_weight_decay(self, variable):
+    def decays(self, variable):
         # Backbone variables decay inside update_step, at their own (scaled) rate.
-        return super()._use_weight_decay(variable) and not self._in_backbone(variable)
+        return self.keras_decays(variable) and not self._in_backbone(variable)
 
     def update_step(self, gradient, variable, learning_rate):
         if self._in_backbone(variable):
             learning_rate = keras.ops.multiply(learning_rate, self.backbone_lr_mult)
-            if self.weight_decay is not None and super()._use_weight_decay(variable):
+            if self.weight_decay is not None and self.keras_decays(variable):
                 lr = keras.ops.cast(learning_rate, variable.dtype)
                 self.assign_sub(variable, variable * keras.ops.cast(self.weight_decay, variable.dtype) * lr)
         super().update_step(gradient, variable, learning_rate)
@@ -354,9 +325,7 @@ def with_backbone_lr_mult(optimizer, backbone_variables, multiplier: float):
         raise KcvError(f"--backbone-lr-mult: not available for {type(optimizer).__name__}")
     new = cls.from_config({**optimizer.get_config(), "backbone_lr_mult": multiplier,
                            "backbone_variables": list(backbone_variables)})
-    for attr in ("_exclude_from_weight_decay", "_exclude_from_weight_decay_pattern"):
-        if hasattr(optimizer, attr):  # set by exclude_from_weight_decay(), not in the config
-            setattr(new, attr, getattr(optimizer, attr))
+    compat.copy_weight_decay_exclusions(optimizer, new)
     return new
 
 

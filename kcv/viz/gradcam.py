@@ -28,6 +28,7 @@ import difflib
 import keras
 import numpy as np
 
+from kcv import compat
 from kcv.errors import KcvError
 from kcv.layers.adaptive_pool import AdaptiveAvgPool2D
 from kcv.models.analysis import last_feature_map
@@ -58,16 +59,12 @@ def _reject_knn(model) -> None:
 
 def default_target(model: keras.Model):
     """``(tensor, layer name)`` of the last convolutional feature map of ``model``'s main head."""
-    tensor, name = last_feature_map(model)
-    while True:
-        op, node_index, _ = tensor._keras_history
-        if not isinstance(op, _POOLS):
+    start, _ = last_feature_map(model)
+    for tensor, call in compat.walk_up([start], first_input=True):  # back over pooling
+        below = call.inputs
+        if not isinstance(call.layer, _POOLS) or not below or not _is_map(below[0].shape):
             break
-        below = op._inbound_nodes[node_index].input_tensors
-        if not below or not _is_map(below[0].shape):
-            break
-        tensor = below[0]
-    op = tensor._keras_history[0]
+    op = call.layer
     if any(tensor is t for t in model.inputs) or isinstance(op, keras.layers.InputLayer):
         raise KcvError(f"{model.name}: no convolutional feature map before the classifier head; "
                        "name one with --layer")

@@ -64,14 +64,14 @@ def _corrupt(path):
 
 
 BAD_CASES = {
-    "unreadable image": ("classification", lambda r: _corrupt(next((r / "train" / "circle").glob("*.png"))), "unreadable image"),
+    "unreadable image": ("classification", lambda r: _corrupt(next((r / "train" / "circle").glob("*.png"))), "unreadable image"),  # noqa: E501 (one case a row)
     "empty folder": ("classification", lambda r: None, "empty folder"),
     "one class": ("classification", lambda r: [p.unlink() for p in (r / "train" / "square").glob("*")] and None, None),
-    "image without mask": ("segmentation", lambda r: next((r / "train" / "masks").glob("*.png")).unlink(), "image without mask"),
-    "mask size": ("segmentation", lambda r: Image.new("L", (7, 9)).save(next((r / "val" / "masks").glob("*.png"))), "differs from image size"),
-    "mask value": ("segmentation", lambda r: Image.new("L", (40, 40), 9).save(next((r / "train" / "masks").glob("*.png"))), "mask value 9 >= number of classes"),
+    "image without mask": ("segmentation", lambda r: next((r / "train" / "masks").glob("*.png")).unlink(), "image without mask"),  # noqa: E501 (one case a row)
+    "mask size": ("segmentation", lambda r: Image.new("L", (7, 9)).save(next((r / "val" / "masks").glob("*.png"))), "differs from image size"),  # noqa: E501 (one case a row)
+    "mask value": ("segmentation", lambda r: Image.new("L", (40, 40), 9).save(next((r / "train" / "masks").glob("*.png"))), "mask value 9 >= number of classes"),  # noqa: E501 (one case a row)
     "missing folder": ("segmentation", lambda r: None, "data folder not found"),
-    "empty class folder": ("classification", lambda r: [p.unlink() for p in (r / "train" / "square").glob("*")] and None, "empty class folder"),
+    "empty class folder": ("classification", lambda r: [p.unlink() for p in (r / "train" / "square").glob("*")] and None, "empty class folder"),  # noqa: E501 (one case a row)
 }
 
 

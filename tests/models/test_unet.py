@@ -27,7 +27,8 @@ def test_paper_configuration_parameter_count():
     # statistics per channel, no conv bias) it is 31,049,474.
     model = kcv.create_model("unet", num_classes=2, input_shape=(572, 572, 3))
     assert model.count_params() == 31_049_474
-    assert [l.filters for l in model.layers if l.name.endswith("_1_conv")] == [64, 128, 256, 512, 1024, 512, 256, 128, 64]
+    assert [l.filters for l in model.layers if l.name.endswith("_1_conv")] == \
+        [64, 128, 256, 512, 1024, 512, 256, 128, 64]
 
 
 def test_pad_then_crop_is_identity_and_centred():

@@ -72,7 +72,8 @@ def test_distilled_student_with_unlabeled_images(tmp_path, teacher_run):
         run = tmp_path / "student"
         student, config = runs.load_run(run)
     assert _digest(teacher_file) == digest
-    assert student.name == "cnn" and config["params"] == student.count_params() < config["distillation"]["teacher_params"]
+    assert student.name == "cnn"
+    assert config["params"] == student.count_params() < config["distillation"]["teacher_params"]
     assert config["distillation"] == {"teacher": str(teacher_run), "temperature": 2.0, "alpha": 0.7,
                                       "teacher_params": config["distillation"]["teacher_params"],
                                       "unlabeled": "shapes:32", "unlabeled_images": 32}
