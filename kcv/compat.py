@@ -32,8 +32,10 @@ import tensorflow as tf
 
 from kcv.errors import KcvError
 
-# (oldest, newest) minor version each was checked on, newest patch release of each minor.
-CHECKED = {"keras": ("3.12", "3.15"), "tensorflow": ("2.21", "2.21")}
+# (oldest, newest) minor version each was run against, at its newest patch release. Keras
+# 3.12 and 3.13 fail kcv's tests: no BatchNormalization.renorm (the fused BN path reads it),
+# and RandAugment breaks on segmentation masks. TensorFlow 2.21 is the only one tried.
+CHECKED = {"keras": ("3.14", "3.15"), "tensorflow": ("2.21", "2.21")}
 SKIP_ENV = "KCV_SKIP_KERAS_CHECK"
 
 # Captured at import, before any patch: the method patched_batchnorm_call() swaps out.

@@ -152,7 +152,7 @@ def test_no_keras_src_import_or_private_keras_attribute_outside_compat():
 # (b) the version check
 
 
-@pytest.mark.parametrize("package,version", [("keras", "3.16.0"), ("keras", "3.11.3"), ("tensorflow", "2.22.0")])
+@pytest.mark.parametrize("package,version", [("keras", "3.16.0"), ("keras", "3.13.2"), ("tensorflow", "2.22.0")])
 def test_an_unchecked_version_is_refused_in_one_line(monkeypatch, package, version):
     monkeypatch.delenv(compat.SKIP_ENV, raising=False)
     monkeypatch.setattr(keras if package == "keras" else tf, "__version__", version)
