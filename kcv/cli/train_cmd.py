@@ -35,7 +35,8 @@ RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
               help="Label smoothing for classification (targets become one-hot).")
 @click.option("--augment", default=None, metavar="POLICY",
               help="Augmentation policy, e.g. 'flip,rotate=15,crop=0.8,cutmix', 'none', or a YAML file "
-                   "[default: flip for segmentation, flip,crop=0.8 for classification]. See docs/training.md 'Augmentation'.")
+                   "[default: flip for segmentation, flip,crop=0.8 for classification]. "
+                   "See docs/training.md 'Augmentation'.")
 @click.option("--patience", type=int, default=None,
               help="Stop early after N epochs without a better validation metric.")
 @click.option("--loss", default="ce", show_default=True, metavar="ce|bce|dice|focal|ce+dice",
