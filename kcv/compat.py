@@ -52,7 +52,7 @@ def _minor(version: str) -> tuple[int, int]:
 
 
 def pip_range(package: str) -> str:
-    """The requirement that matches :data:`CHECKED` (``keras>=3.12,<3.16``)."""
+    """The requirement that matches :data:`CHECKED` (``keras>=3.14,<3.16``)."""
     lo, hi = CHECKED[package]
     major, minor = _minor(hi)
     return f"{package}>={lo},<{major}.{minor + 1}"
