@@ -21,6 +21,7 @@ import keras
 from keras import layers
 
 from kcv import compat
+from kcv.contracts import main_output
 from kcv.layers.deformable import DeformableConv2D
 
 
@@ -179,7 +180,7 @@ def propagate_rf(model: keras.Model, inputs: list | None = None) -> dict:
 
 def last_feature_map(model: keras.Model):
     """The last spatial (rank-4) tensor on the path to the first output, and its layer name."""
-    for t, call in compat.walk_up(model.outputs[:1], first_input=True):
+    for t, call in compat.walk_up([main_output(model)], first_input=True):
         op = call.layer
         if _spatial(t.shape) and not (t.shape[1] == 1 and t.shape[2] == 1 and _is_global(op)):
             return t, op.name
@@ -227,7 +228,8 @@ def layer_rows(model: keras.Model, fields: dict | None = None, prefix: str = "")
     return rows
 
 
-def _trainable(model) -> int:
+def trainable_params(model) -> int:
+    """The number of trainable weights (scalars) of ``model``."""
     return sum(math.prod(w.shape) for w in model.trainable_weights)
 
 
@@ -256,7 +258,7 @@ def info_report(arch: str, img_size: int = 224, num_classes: int | None = None,
 
     spec = get_spec(arch)
     model = model if model is not None else build_for_info(arch, img_size, num_classes, model_args)
-    n_cls = int(model.outputs[0].shape[-1])
+    n_cls = int(main_output(model).shape[-1])
     fields = propagate_rf(model)
     lines = [f"{arch} ({spec.task}, family {spec.family}) at {img_size}×{img_size}×3, "
              f"{n_cls} classes" + (f"; {spec.paper}" if spec.paper else "")]
@@ -268,7 +270,7 @@ def info_report(arch: str, img_size: int = 224, num_classes: int | None = None,
         lines += [f"{n:<{width}} {t:<22} {s:<18} {p:>11,} {m:>14,} {r:>10}".rstrip()
                   for n, t, s, p, m, r in rows]
         lines.append("")
-    total, trainable = model.count_params(), _trainable(model)
+    total, trainable = model.count_params(), trainable_params(model)
     macs = count_macs(model)
     t, name = last_feature_map(model)
     rf = fields[id(t)]
@@ -282,9 +284,3 @@ def info_report(arch: str, img_size: int = 224, num_classes: int | None = None,
                      "feeds it the whole image (+g in the table)")
     return "\n".join(lines)
 
-
-def registry_table(task: str | None = None, **kwargs) -> str:
-    """``kcv models``: see :func:`kcv.models.catalog.registry_table`."""
-    from kcv.models.catalog import registry_table as table
-
-    return table(task, **kwargs)

@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 
 from kcv import __version__, runs
+from kcv.models.analysis import count_macs, trainable_params
 from kcv.registry import create_model, get_spec, list_models
 
 _FINGERPRINT: str | None = None
@@ -50,12 +51,10 @@ def _cache_file(name: str) -> Path:
 
 def measure(name: str) -> dict:
     """Build ``name`` at 224×224×3 and measure it (no cache)."""
-    from kcv.models.analysis import _trainable, count_macs
-
     spec = get_spec(name)
     n_cls = 1000 if spec.task == "classification" else 21
     model = create_model(name, n_cls, (224, 224, 3))
-    row = {"name": name, "params": int(model.count_params()), "trainable": int(_trainable(model)),
+    row = {"name": name, "params": int(model.count_params()), "trainable": int(trainable_params(model)),
            "macs": int(count_macs(model))}
     keras.backend.clear_session()
     return row

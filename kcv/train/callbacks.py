@@ -13,15 +13,16 @@ import csv
 import io
 import json
 import math
+import platform
 import time
 import zipfile
 from pathlib import Path
 
 import keras
 
-from kcv import compat, runs
+from kcv import compat, metrics, runs
 from kcv.errors import KcvError
-from kcv.contracts import HISTORY_FILE, LAST_FILE
+from kcv.contracts import CURVES_FILE, HISTORY_FILE, LAST_FILE, MODEL_FILE
 
 STATE_ENTRY = "kcv_state.json"
 
@@ -206,3 +207,29 @@ def read_history(path) -> list[dict]:
             row["epoch"] = int(row["epoch"])
             rows.append(row)
         return rows
+
+
+def versions() -> dict:
+    """The software versions recorded in ``config.json``."""
+    import tensorflow as tf
+
+    import kcv
+
+    return {"kcv": kcv.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "python": platform.python_version()}
+
+
+def finalize(run_dir: Path, source, batch_size: int, rows, task: str, title: str) -> dict:
+    """Evaluate the best model on the validation split; write ``curves.png``; return metrics."""
+    from kcv.evaluation.evaluate import evaluate_model
+    from kcv.viz.curves import plot_curves
+
+    best = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
+    report, _ = evaluate_model(best, source, batch_size)
+    report.pop("per_class", None)
+    monitor = metrics.monitor(task)
+    scored = [r for r in rows if math.isfinite(r.get(monitor, -math.inf))]
+    report["best_epoch"] = int(max(scored, key=lambda r: r[monitor])["epoch"]) if scored else None
+    report["epochs"] = len(rows)
+    plot_curves(rows, run_dir / CURVES_FILE, title=title)
+    return report

@@ -21,7 +21,7 @@ from kcv import losses, metrics, runs
 from kcv.errors import KcvError
 from kcv.models.classification.knn import NearestNeighbors, build_knn
 from kcv.registry import get_spec
-from kcv.train.callbacks import rows_to_csv
+from kcv.train.callbacks import finalize, rows_to_csv, versions
 from kcv.contracts import HISTORY_FILE, LAST_FILE, LOGITS_LAYER, METRICS_FILE
 
 
@@ -79,7 +79,6 @@ def extract(feature_model: keras.Model, dataset):
 def fit_knn(config) -> Path:
     """Build the reference set of ``config`` (a ``TrainConfig``) and write its run directory."""
     from kcv.data.pipeline import load_data
-    from kcv.train.loop import finalize, versions
 
     spec = get_spec(config.arch)
     if spec.family != "knn":

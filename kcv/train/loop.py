@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-import platform
 import sys
 import tempfile
 import time
@@ -30,10 +28,10 @@ from kcv import compat, losses, metrics, runs
 from kcv.errors import KcvError
 from kcv.registry import create_model, get_spec
 from kcv.train import distribute
-from kcv.train.callbacks import LAST_FILE, NanGuard, RunWriter, float32_outputs, read_state
+from kcv.train.callbacks import LAST_FILE, NanGuard, RunWriter, finalize, float32_outputs, read_state, versions
 from kcv.train.class_weights import parse_class_weights, resolve_class_weights
 from kcv.train.fused_bn import fused_batch_norm
-from kcv.contracts import CURVES_FILE, METRICS_FILE
+from kcv.contracts import METRICS_FILE
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -234,15 +232,6 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int = 1):
     if wd:
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     return opt
-
-
-def versions() -> dict:
-    import tensorflow as tf
-
-    import kcv
-
-    return {"kcv": kcv.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "python": platform.python_version()}
 
 
 @contextlib.contextmanager
@@ -458,19 +447,3 @@ def _fit_verbosity(verbose: int) -> int:
     if not verbose:
         return 0
     return 1 if sys.stdout.isatty() else 2
-
-
-def finalize(run_dir: Path, source, batch_size: int, rows, task: str, title: str) -> dict:
-    """Evaluate the best model on the validation split; write ``curves.png``; return metrics."""
-    from kcv.evaluation.evaluate import evaluate_model
-    from kcv.viz.curves import plot_curves
-
-    best = keras.saving.load_model(run_dir / runs.MODEL_FILE, compile=False)
-    report, _ = evaluate_model(best, source, batch_size)
-    report.pop("per_class", None)
-    monitor = metrics.monitor(task)
-    scored = [r for r in rows if math.isfinite(r.get(monitor, -math.inf))]
-    report["best_epoch"] = int(max(scored, key=lambda r: r[monitor])["epoch"]) if scored else None
-    report["epochs"] = len(rows)
-    plot_curves(rows, run_dir / CURVES_FILE, title=title)
-    return report
