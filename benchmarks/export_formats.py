@@ -42,7 +42,7 @@ def main():
     from kcv.data import shapes
     from kcv.export import onnx as onnx_export
     from kcv.export import tflite
-    from kcv.runtime.runners import KerasRunner
+    from kcv.runtime.runners import KerasRunner, LiteRTRunner, OnnxRunner
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -64,10 +64,10 @@ def main():
             for variant in ("fp32", "fp16", "dynamic", "int8"):
                 files[variant] = d / f"{variant}.tflite"
                 files[variant].write_bytes(tflite.convert(sm, variant, calib if variant == "int8" else None))
-                runners[f"LiteRT {variant}"] = tflite.LiteRTRunner(files[variant], args.threads)
+                runners[f"LiteRT {variant}"] = LiteRTRunner(files[variant], args.threads)
             files["onnx"] = d / "m.onnx"
             onnx_export.convert(model, files["onnx"])
-            runners["onnxruntime"] = onnx_export.OnnxRunner(files["onnx"], args.threads)
+            runners["onnxruntime"] = OnnxRunner(files["onnx"], args.threads)
             times = {k: [] for k in runners}
             for i in range(args.runs + 3):
                 for k, r in runners.items():

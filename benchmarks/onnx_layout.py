@@ -94,8 +94,8 @@ def main():
 
     import onnx
 
-    from kcv.export.onnx import OnnxRunner
-    from kcv.export.tflite import LiteRTRunner, convert_fp32
+    from kcv.export.tflite import convert_fp32
+    from kcv.runtime.runners import LiteRTRunner, OnnxRunner
 
     print("| model | ONNX graph | Transposes | ORT level | spin | ORT p50 ms | ORT p95 ms | LiteRT p50 ms "
           "| ORT / LiteRT |")

@@ -61,12 +61,12 @@ ABLATIONS = {
 
 def majority_baseline(source) -> dict:
     """mIoU / pixel accuracy of predicting the most frequent training class everywhere."""
-    from kcv import metrics
+    from kcv.evaluation import scores
 
     _, masks = source.arrays("val")
     counts = np.bincount(masks[masks != 255].ravel(), minlength=source.num_classes)
-    cm = metrics.confusion_matrix(masks, np.full_like(masks, counts.argmax()), source.num_classes)
-    report = metrics.segmentation_report(cm, source.class_names)
+    cm = scores.confusion_matrix(masks, np.full_like(masks, counts.argmax()), source.num_classes)
+    report = scores.segmentation_report(cm, source.class_names)
     return {"val_miou": report["val_miou"], "val_pixel_accuracy": report["val_pixel_accuracy"]}
 
 

@@ -13,10 +13,10 @@ load_tensorflow()
 
 from kcv.errors import KcvError  # noqa: E402
 from kcv.registry import create_model, get_spec, list_models  # noqa: E402
-from kcv.runs import load_run  # noqa: E402
+from kcv.runs import Run, load_run, open_run  # noqa: E402
 
 import kcv.losses  # noqa: E402,F401  (custom losses, metrics and layers must be registered
 import kcv.metrics  # noqa: E402,F401  before any model.keras is loaded)
 import kcv.models  # noqa: E402,F401  (registers architectures)
 
-__all__ = ["create_model", "list_models", "get_spec", "load_run", "KcvError", "__version__"]
+__all__ = ["create_model", "list_models", "get_spec", "load_run", "open_run", "Run", "KcvError", "__version__"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kcv import runs
 from kcv.errors import KcvError
-from kcv.contracts import METRICS_FILE
+from kcv.contracts import CONFIG_FILE, METRICS_FILE
 
 DEFAULT_OUT = "compare.png"
 METRICS = {"classification": ("val_accuracy", "accuracy"), "segmentation": ("val_miou", "mIoU")}
@@ -53,20 +53,17 @@ def summarize(run, root=runs.DEFAULT_ROOT) -> RunSummary:
     from kcv.models import inference_model
     from kcv.models.analysis import count_macs
 
-    path = runs.resolve_run(run, root)
-    if not (path / METRICS_FILE).is_file():
-        raise KcvError(f"{path}: no metrics.json; the run did not finish training")
-    cfg = runs.load_config(path)
-    task = cfg.get("task")
+    found = runs.open_run(run, root)
+    path, task = found.path, found.config.get("task")
+    scores = found.metrics
     if task not in METRICS:
-        raise KcvError(f"{path / runs.CONFIG_FILE}: unknown task {task!r}")
+        raise KcvError(f"{path / CONFIG_FILE}: unknown task {task!r}")
     key = METRICS[task][0]
-    value = runs.read_json(path / METRICS_FILE).get(key)
+    value = scores.get(key)
     if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise KcvError(f"{path / 'metrics.json'}: no finite {key}")
-    model, _ = runs.load_run(path)
-    deployed = inference_model(model)
-    row = RunSummary(path.name, path, str(cfg.get("arch", "?")), task, int(cfg["img_size"]), key,
+        raise KcvError(f"{path / METRICS_FILE}: no finite {key}")
+    deployed = inference_model(found.model())
+    row = RunSummary(path.name, path, found.arch, task, found.img_size, key,
                      float(value), int(deployed.count_params()), int(count_macs(deployed)))
     keras.backend.clear_session()
     return row

@@ -33,3 +33,13 @@ def main_output(model):
     """The main head's output tensor of a Keras functional model (its first output)."""
     outputs = model.outputs
     return outputs[MAIN_OUTPUT] if isinstance(outputs, (list, tuple)) else outputs
+
+
+def main_head_model(model):
+    """``model`` with its main head as its only output (auxiliary heads dropped); ``model``
+    itself when it has one output already."""
+    if len(model.outputs) == 1:
+        return model
+    import keras
+
+    return keras.Model(model.inputs, main_output(model), name=model.name)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from kcv import runs
 from kcv.errors import KcvError
-from kcv.contracts import LAST_FILE
+from kcv.contracts import CONFIG_FILE, LAST_FILE
 
 DEFAULT_OUT = "gradcam"
 
@@ -33,24 +33,24 @@ def class_index(class_names: list, name: str | None) -> int | None:
 
 
 def load_classifier(run=None, root=runs.DEFAULT_ROOT):
-    """``(model, config, run_dir)`` of a classification run (Grad-CAM needs the Keras model).
+    """``(model, run)`` of a classification run (Grad-CAM needs the Keras model).
 
     ``run`` may be a run directory, or its ``model.keras`` / ``last.keras``.
     """
     if run is not None and Path(run).suffix.lower() in (".tflite", ".onnx"):
         raise KcvError(f"{run}: Grad-CAM needs gradients, which a {Path(run).suffix} file has not; "
                        "pass the run directory instead")
+    best = True
     if run is not None and Path(run).suffix.lower() == ".keras":  # RUN/model.keras or RUN/last.keras
-        run_dir = Path(run).parent
-        if not runs.is_run_dir(run_dir):
-            raise KcvError(f"{run}: not inside a run directory (its config.json names the classes)")
-        model, cfg = runs.load_run(run_dir, best=Path(run).name != LAST_FILE)
+        if not runs.is_run_dir(Path(run).parent):
+            raise KcvError(f"{run}: not inside a run directory (its {CONFIG_FILE} names the classes)")
+        found, best = runs.Run(Path(run).parent), Path(run).name != LAST_FILE
     else:
-        run_dir = runs.resolve_run(run, root)
-        model, cfg = runs.load_run(run_dir)
-    if cfg.get("task") != "classification":
-        raise KcvError(f"{run_dir}: a {cfg.get('task')} run; Grad-CAM explains classifiers")
-    return model, cfg, run_dir
+        found = runs.open_run(run, root)
+    model = found.model(best)
+    if found.config.get("task") != "classification":
+        raise KcvError(f"{found.path}: a {found.config.get('task')} run; Grad-CAM explains classifiers")
+    return model, found
 
 
 def explain_images(run, images: list, out=None, class_name: str | None = None, layer: str | None = None,
@@ -72,14 +72,14 @@ def explain_images(run, images: list, out=None, class_name: str | None = None, l
 
     if not 0.0 <= alpha <= 1.0:
         raise KcvError(f"--alpha {alpha}: must be between 0 and 1")
-    model, cfg, run_dir = load_classifier(run, root)
-    names = list(cfg["class_names"])
+    model, found = load_classifier(run, root)
+    names = found.class_names
     target = class_index(names, class_name)
     cam = GradCam(model, layer)
     out = Path(out or DEFAULT_OUT)
     stems: dict[str, int] = {}
     for path in map(Path, images):
-        x, original = load_image(path, int(cfg["img_size"]))
+        x, original = load_image(path, found.img_size)
         heat, classes, probs = cam(x[None], target)
         explained, predicted = int(classes[0]), int(np.argmax(probs[0]))
         stem = path.stem if path.stem not in stems else f"{path.stem}-{stems[path.stem]}"

@@ -1,4 +1,5 @@
-"""Metrics: Keras metric objects for training, and pure NumPy confusion-matrix maths for reports.
+"""Keras metric objects for training. The NumPy scores of reports (confusion matrix, IoU)
+live in :mod:`kcv.evaluation.scores`.
 
 Segmentation metrics ignore label 255 everywhere (docs/design.md §5).
 """
@@ -6,10 +7,8 @@ Segmentation metrics ignore label 255 everywhere (docs/design.md §5).
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 from kcv.contracts import IGNORE_LABEL
-
 
 
 @keras.saving.register_keras_serializable(package="kcv")
@@ -62,31 +61,3 @@ def training_metrics(task: str, num_classes: int, soft_labels: bool = False) -> 
 def monitor(task: str) -> str:
     """The validation metric that picks the best epoch (higher is better)."""
     return "val_accuracy" if task == "classification" else "val_miou"
-
-
-def confusion_matrix(y_true, y_pred, num_classes: int, ignore_label: int = IGNORE_LABEL) -> np.ndarray:
-    """``cm[t, p]`` = number of pixels/samples of true class ``t`` predicted as ``p``."""
-    y_true = np.asarray(y_true).ravel().astype(np.int64)
-    y_pred = np.asarray(y_pred).ravel().astype(np.int64)
-    keep = y_true != ignore_label
-    idx = y_true[keep] * num_classes + y_pred[keep]
-    return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
-def iou_per_class(cm: np.ndarray) -> np.ndarray:
-    """IoU_c = TP / (TP + FP + FN); NaN for a class absent from both truth and prediction."""
-    tp = np.diag(cm).astype(np.float64)
-    denom = cm.sum(0) + cm.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
-
-
-def segmentation_report(cm: np.ndarray, class_names) -> dict:
-    """``val_miou`` (mean over classes present), ``val_pixel_accuracy``, ``per_class_iou``."""
-    iou = iou_per_class(cm)
-    total = cm.sum()
-    return {
-        "val_miou": float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else 0.0,
-        "val_pixel_accuracy": float(np.trace(cm) / total) if total else 0.0,
-        "per_class_iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(class_names, iou)},
-    }

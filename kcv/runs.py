@@ -1,4 +1,4 @@
-"""Run directories and atomic writes (docs/design.md §4).
+"""Run directories, the :class:`Run` object that reads one, and atomic writes (docs/design.md §4).
 
 A run lives in ``saved_models/<name>/``; names default to the architecture and are never
 reused (``unet``, ``unet-2``, ...). Every file is written under a temporary name in the
@@ -15,8 +15,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from kcv import contracts
 from kcv.errors import KcvError
-from kcv.contracts import CONFIG_FILE, LAST_FILE, MODEL_FILE
 
 DEFAULT_ROOT = Path("saved_models")
 
@@ -104,7 +104,7 @@ def new_run_dir(root, name: str) -> Path:
 
 def is_run_dir(path) -> bool:
     path = Path(path)
-    return (path / CONFIG_FILE).is_file() and (path / MODEL_FILE).is_file()
+    return (path / contracts.CONFIG_FILE).is_file() and (path / contracts.MODEL_FILE).is_file()
 
 
 def latest_run(root=DEFAULT_ROOT) -> Path:
@@ -113,7 +113,7 @@ def latest_run(root=DEFAULT_ROOT) -> Path:
     runs = [p for p in root.glob("*") if p.is_dir() and is_run_dir(p)] if root.is_dir() else []
     if not runs:
         raise KcvError(f"no trained run under {root}/: train one with `kcv train --arch ARCH`")
-    return max(runs, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
+    return max(runs, key=lambda p: (p / contracts.MODEL_FILE).stat().st_mtime)
 
 
 def resolve_run(run=None, root=DEFAULT_ROOT) -> Path:
@@ -125,7 +125,7 @@ def resolve_run(run=None, root=DEFAULT_ROOT) -> Path:
         path = Path(root) / str(run)
     if not path.is_dir():
         raise KcvError(f"{run}: no such run directory")
-    for f in (CONFIG_FILE, MODEL_FILE):
+    for f in (contracts.CONFIG_FILE, contracts.MODEL_FILE):
         if not (path / f).is_file():
             raise KcvError(f"{path}: not a kcv run directory (no {f})")
     return path
@@ -133,7 +133,111 @@ def resolve_run(run=None, root=DEFAULT_ROOT) -> Path:
 
 def load_config(run) -> dict:
     """The ``config.json`` of a run directory."""
-    return read_json(Path(run) / CONFIG_FILE)
+    return read_json(Path(run) / contracts.CONFIG_FILE)
+
+
+class Run:
+    """A finished (or resumable) run directory, read through one object.
+
+    ``config.json`` is read once; the model, the data source and the metrics are loaded on
+    demand. Every reader of a run (export, benchmark, eval, predict, explain, compare) goes
+    through this instead of re-reading files and re-resolving ``--data`` on its own.
+
+    Args:
+        path: the run directory (use :func:`open_run` for a name or the newest run). A path
+            that is not a run directory raises a one-line :class:`KcvError` naming it.
+    """
+
+    def __init__(self, path):
+        self.path = resolve_run(Path(path))
+        self._config = None
+        self._sources = {}
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def config(self) -> dict:
+        """``config.json``: every training option plus task, classes and versions."""
+        if self._config is None:
+            self._config = load_config(self.path)
+        return self._config
+
+    @property
+    def task(self) -> str:
+        return self.config["task"]
+
+    @property
+    def arch(self) -> str:
+        return self.config.get("arch", "?")
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config["num_classes"])
+
+    @property
+    def class_names(self) -> list:
+        return list(self.config["class_names"])
+
+    @property
+    def img_size(self) -> int:
+        return int(self.config["img_size"])
+
+    @property
+    def metrics(self) -> dict:
+        """``metrics.json``: the best epoch's validation scores (written when training ends)."""
+        path = self.path / contracts.METRICS_FILE
+        if not path.is_file():
+            raise KcvError(f"{self.path}: no {contracts.METRICS_FILE}; the run did not finish training")
+        return read_json(path)
+
+    @property
+    def exports(self) -> Path:
+        """The ``exports/`` folder (it may not exist yet)."""
+        return self.path / contracts.EXPORTS_DIR
+
+    @property
+    def report(self) -> dict:
+        """``exports/report.json`` (``{}`` before the first export), read afresh each time:
+        export and benchmark rewrite it."""
+        path = self.exports / contracts.REPORT_FILE
+        return read_json(path) if path.is_file() else {}
+
+    def model(self, best: bool = True):
+        """The Keras training model: ``model.keras`` (the best epoch), or ``last.keras``
+        with ``best=False``. Logits out; see :func:`kcv.models.inference_model`."""
+        import keras
+
+        import kcv.models  # noqa: F401  (registers the custom layers for deserialisation)
+
+        file = self.path / (contracts.MODEL_FILE if best else contracts.LAST_FILE)
+        try:
+            return keras.saving.load_model(file, compile=False)
+        except Exception as e:  # a corrupt or foreign file: say which one
+            raise KcvError(f"{file}: cannot load model ({type(e).__name__}: {e})") from None
+
+    def data_source(self, data: str | None = None):
+        """The :class:`~kcv.data.pipeline.DataSource` of the run's ``--data`` (or of ``data``),
+        at the run's task, image size, seed and validation split; resolved once per ``data``.
+        Data with another number of classes than the run's is refused."""
+        from kcv.data.pipeline import load_data
+
+        key = data or self.config.get("data", "shapes")
+        if key not in self._sources:
+            cfg = self.config
+            source = load_data(key, self.task, self.img_size, seed=int(cfg.get("seed", 0)),
+                               val_split=float(cfg.get("val_split", 0.2)))
+            if source.num_classes != self.num_classes:
+                raise KcvError(f"--data {key}: {source.num_classes} classes ({', '.join(source.class_names)}), "
+                               f"but the run was trained on {self.num_classes} ({', '.join(self.class_names)})")
+            self._sources[key] = source
+        return self._sources[key]
+
+
+def open_run(run=None, root=DEFAULT_ROOT) -> Run:
+    """The :class:`Run` of a run directory, a run name under ``root``, or (``None``) the
+    newest run under ``root``."""
+    return Run(resolve_run(run, root))
 
 
 def load_run(run=None, root=DEFAULT_ROOT, best: bool = True):
@@ -142,14 +246,5 @@ def load_run(run=None, root=DEFAULT_ROOT, best: bool = True):
     Returns:
         ``(model, config)``.
     """
-    import keras
-
-    import kcv.models  # noqa: F401  (registers the custom layers for deserialisation)
-
-    path = resolve_run(run, root)
-    file = path / (MODEL_FILE if best else LAST_FILE)
-    try:
-        model = keras.saving.load_model(file, compile=False)
-    except Exception as e:  # a corrupt or foreign file: say which one
-        raise KcvError(f"{file}: cannot load model ({type(e).__name__}: {e})") from None
-    return model, load_config(path)
+    found = open_run(run, root)
+    return found.model(best), found.config

@@ -8,6 +8,7 @@ import pytest
 
 import kcv
 from kcv import runs
+from kcv.contracts import CONFIG_FILE
 from kcv.models import inference_model
 from kcv.models.analysis import count_macs
 from kcv.viz import style
@@ -52,7 +53,7 @@ def test_segmentation_runs_compare_miou(three_runs, tmp_path, capsys, monkeypatc
     seg = []
     for i, run in enumerate(three_runs[:2]):
         copy = shutil.copytree(run, tmp_path / f"seg{i}")
-        runs.write_json(copy / runs.CONFIG_FILE, {**runs.load_config(copy), "task": "segmentation"})
+        runs.write_json(copy / CONFIG_FILE, {**runs.load_config(copy), "task": "segmentation"})
         runs.write_json(copy / "metrics.json", {"val_miou": 0.5 + 0.1 * i, "val_loss": 1.0})
         seg.append(str(copy))
     monkeypatch.chdir(tmp_path)
@@ -65,7 +66,7 @@ def test_bad_runs_are_one_line_and_write_nothing(three_runs, tmp_path, capsys):
     unfinished = shutil.copytree(three_runs[1], tmp_path / "unfinished")
     (unfinished / "metrics.json").unlink()
     mixed = shutil.copytree(three_runs[1], tmp_path / "mixed")
-    runs.write_json(mixed / runs.CONFIG_FILE, {**runs.load_config(mixed), "task": "segmentation"})
+    runs.write_json(mixed / CONFIG_FILE, {**runs.load_config(mixed), "task": "segmentation"})
     runs.write_json(mixed / "metrics.json", {"val_miou": 0.4})
     out = tmp_path / "out" / "c.png"
     cases = [([str(tmp_path / "missing")], "no such run directory"),

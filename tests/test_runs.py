@@ -1,4 +1,5 @@
-"""Atomic writes: a process killed in the middle of a write leaves the old file whole."""
+"""Atomic writes: a process killed in the middle of a write leaves the old file whole.
+The Run object: one reader of a run directory."""
 
 import json
 import subprocess
@@ -79,3 +80,44 @@ def test_resolve_run_errors(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(KcvError, match="not a kcv run directory"):
         runs.resolve_run(tmp_path / "x")
+
+
+def test_run_object_reads_a_run_once(unet_run, tmp_path):
+    import kcv
+
+    run = runs.open_run(unet_run)
+    assert run.path == unet_run and isinstance(run, kcv.Run)
+    assert (run.task, run.img_size, run.arch) == ("segmentation", 32, "unet")
+    assert run.num_classes == len(run.class_names) == 4
+    assert run.metrics["val_miou"] >= 0 and run.exports == unet_run / "exports"
+    assert isinstance(run.report, dict)
+    source = run.data_source()
+    assert run.data_source() is source and source.num_classes == 4 and source.img_size == 32
+    assert run.model().output_shape[-1] == 4
+    model, config = kcv.load_run(unet_run)  # the public API, through the same object
+    assert config == run.config and model.output_shape == run.model().output_shape
+    # config.json is read once: a later change on disk does not reach this Run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "model.keras"):
+        (copy / name).write_bytes((unet_run / name).read_bytes())
+    other = runs.Run(copy)
+    assert other.config["num_classes"] == 4
+    runs.write_json(copy / "config.json", {**other.config, "num_classes": 5})
+    assert other.config["num_classes"] == 4
+
+
+def test_run_object_errors_name_the_path(unet_run, tmp_path):
+    with pytest.raises(KcvError, match="not a kcv run directory"):
+        runs.Run(tmp_path)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    runs.write_json(fake / "config.json", {**runs.load_config(unet_run), "num_classes": 5})
+    (fake / "model.keras").write_bytes(b"not a zip")
+    run = runs.Run(fake)
+    with pytest.raises(KcvError, match=f"{fake}: no metrics.json"):
+        run.metrics
+    with pytest.raises(KcvError, match="model.keras: cannot load model"):
+        run.model()
+    with pytest.raises(KcvError, match=r"--data shapes:48: 4 classes .* trained on 5"):
+        run.data_source()

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from kcv import runs
+from kcv.contracts import IGNORE_LABEL
 from kcv.errors import KcvError
 
 TASKS = ("classification", "segmentation")
@@ -18,8 +19,8 @@ IGNORE_COLOUR = np.array([150, 150, 150], np.uint8)
 
 def colour_mask(mask: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]`` picture of a class-index mask (255 = ignore in grey)."""
-    out = PALETTE[np.where(mask == 255, 0, mask) % len(PALETTE)]
-    out[mask == 255] = IGNORE_COLOUR
+    out = PALETTE[np.where(mask == IGNORE_LABEL, 0, mask) % len(PALETTE)]
+    out[mask == IGNORE_LABEL] = IGNORE_COLOUR
     return out
 
 

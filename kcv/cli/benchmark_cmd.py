@@ -21,7 +21,8 @@ def command(run, formats, threads, runs_, samples):
     XNNPACK, onnxruntime, Keras via tf.function), init time and peak RSS added. Written to
     exports/report.md and exports/report.json. Run `kcv export` first.
     """
-    from kcv.runtime.bench import benchmark_run, benchmark_table
+    from kcv.export.report import benchmark_table
+    from kcv.runtime.bench import benchmark_run
 
     names = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
     section = benchmark_run(run, names, threads=threads, runs_=runs_, samples=samples,

@@ -71,7 +71,7 @@ def read_mask(path: Path, num_classes: int | None = None) -> np.ndarray:
         bad = arr[(arr >= num_classes) & (arr != IGNORE_LABEL)]
         if bad.size:
             raise KcvError(f"{path}: mask value {int(bad.max())} >= number of classes "
-                           f"({num_classes}); use 0..{num_classes - 1} or 255 for ignore")
+                           f"({num_classes}); use 0..{num_classes - 1} or {IGNORE_LABEL} for ignore")
     return arr.astype(np.uint8)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from kcv.data import folders, shapes
+from kcv.contracts import IGNORE_LABEL
 from kcv.errors import KcvError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -98,7 +99,7 @@ def with_unlabeled(source, unlabeled: UnlabeledImages):
     import dataclasses
 
     spec = source.raw("train").element_spec[1]
-    ignore = tf.fill([d if d is not None else source.img_size for d in spec.shape], 255)
+    ignore = tf.fill([d if d is not None else source.img_size for d in spec.shape], IGNORE_LABEL)
     ignore = tf.cast(ignore, spec.dtype)
 
     extra = unlabeled.dataset().map(lambda x: (x, ignore)).cache()  # decoded once

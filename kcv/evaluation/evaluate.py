@@ -13,19 +13,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from kcv import metrics, runs
+from kcv import runs
 from kcv.errors import KcvError
-from kcv.evaluation.scores import log_softmax
-from kcv.contracts import CONFUSION_FILE, EVAL_FILE, IGNORE_LABEL
-
+from kcv.contracts import CONFUSION_FILE, EVAL_FILE, main_head_model
+from kcv.evaluation.scores import confusion_matrix, log_softmax, masked_nll, segmentation_report
 
 
 def _predictions(model, dataset):
     """Yield ``(logits float32, int targets)`` per batch of ``dataset`` (main output only)."""
-    net = keras.Model(model.inputs, model.outputs[0]) if len(model.outputs) > 1 else model
+    net = main_head_model(model)
     for x, y in dataset:
         yield np.asarray(net.predict_on_batch(x), np.float32), np.asarray(y)
 
@@ -37,7 +35,7 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, class_names) -
     logp = log_softmax(logits)
     pred = logp.argmax(-1)
     top = np.argsort(-logp, axis=-1)[:, :min(5, k)]
-    cm = metrics.confusion_matrix(labels, pred, k)
+    cm = confusion_matrix(labels, pred, k)
     tp = np.diag(cm).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(cm.sum(0) > 0, tp / np.maximum(cm.sum(0), 1), np.nan)
@@ -71,12 +69,10 @@ def evaluate_model(model, source, batch_size: int = 32, split: str = "val") -> t
     for logits, masks in _predictions(model, ds):
         logp = log_softmax(logits)
         masks = masks.astype(np.int64)
-        cm += metrics.confusion_matrix(masks, logp.argmax(-1), k)
-        valid = masks != IGNORE_LABEL
-        picked = np.take_along_axis(logp, np.where(valid, masks, 0)[..., None], axis=-1)[..., 0]
-        nll -= float(picked[valid].sum())
-        count += int(valid.sum())
-    report = {**metrics.segmentation_report(cm, source.class_names),
+        cm += confusion_matrix(masks, logp.argmax(-1), k)
+        loss, pixels = masked_nll(logp, masks)
+        nll, count = nll + loss, count + pixels
+    report = {**segmentation_report(cm, source.class_names),
               "val_loss": nll / max(count, 1)}
     return report, cm
 
@@ -93,21 +89,17 @@ def evaluate_run(run=None, data: str | None = None, batch_size: int | None = Non
     Returns:
         ``(report, run_dir)``.
     """
-    from kcv.data.pipeline import load_data
     from kcv.viz.confusion import plot_confusion
 
-    run_dir = runs.resolve_run(run, root)
-    model, cfg = runs.load_run(run_dir)
-    if crf and cfg["task"] != "segmentation":
-        raise KcvError(f"--crf refines segmentation masks; {run_dir} is a {cfg['task']} run")
+    found = runs.open_run(run, root)
+    run_dir, cfg = found.path, found.config
+    if crf and found.task != "segmentation":
+        raise KcvError(f"--crf refines segmentation masks; {run_dir} is a {found.task} run")
+    model = found.model()
     data = data or cfg.get("data", "shapes")
-    source = load_data(data, cfg["task"], int(cfg["img_size"]), seed=int(cfg.get("seed", 0)),
-                       val_split=float(cfg.get("val_split", 0.2)))
-    if source.num_classes != int(cfg["num_classes"]):
-        raise KcvError(f"--data {data}: {source.num_classes} classes ({', '.join(source.class_names)}), "
-                       f"but the run was trained on {cfg['num_classes']} ({', '.join(cfg['class_names'])})")
+    source = found.data_source(data)
     batch_size = int(batch_size or cfg.get("batch_size") or 32)
-    if cfg["task"] == "segmentation":
+    if found.task == "segmentation":
         from kcv.postprocess.crf import crf_postprocess
         from kcv.evaluation.segmentation import segmentation_scores
 

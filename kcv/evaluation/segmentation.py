@@ -15,11 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import keras
 import numpy as np
 
-from kcv import metrics
-from kcv.evaluation.scores import log_softmax
+from kcv.contracts import main_head_model
+from kcv.evaluation.scores import confusion_matrix, log_softmax, masked_nll, segmentation_report
 
 PostProcess = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -40,7 +39,7 @@ def segmentation_scores(model, source, batch_size: int = 16, postprocess: PostPr
 
     from kcv.viz.overlay import save_mask_and_overlay
 
-    net = keras.Model(model.inputs, model.outputs[0]) if len(model.outputs) > 1 else model
+    net = main_head_model(model)
     step = tf.function(lambda x: tf.cast(net(x, training=False), tf.float32), reduce_retracing=True)
     if save_dir is not None:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
@@ -55,14 +54,12 @@ def segmentation_scores(model, source, batch_size: int = 16, postprocess: PostPr
             logp = np.log(np.clip(probs, 1e-8, 1.0))
         masks = np.asarray(masks).astype(np.int64)
         pred = logp.argmax(-1)
-        cm += metrics.confusion_matrix(masks, pred, k)
-        valid = masks != metrics.IGNORE_LABEL
-        picked = np.take_along_axis(logp, np.where(valid, masks, 0)[..., None], axis=-1)[..., 0]
-        nll -= float(picked[valid].sum())
-        count += int(valid.sum())
+        cm += confusion_matrix(masks, pred, k)
+        loss, pixels = masked_nll(logp, masks)
+        nll, count = nll + loss, count + pixels
         for img, p in zip(images, pred.astype(np.uint8)) if save_dir is not None else ():
             stem = Path(save_dir) / f"{split}{index:04d}"
             save_mask_and_overlay(img, p, Path(f"{stem}_mask.png"), Path(f"{stem}_overlay.png"))
             index += 1
-    report = {**metrics.segmentation_report(cm, source.class_names), "val_loss": nll / max(count, 1)}
+    report = {**segmentation_report(cm, source.class_names), "val_loss": nll / max(count, 1)}
     return report, cm

@@ -32,10 +32,11 @@ import numpy as np
 
 from kcv import runs
 from kcv.errors import KcvError
+from kcv.evaluation.scores import task_metric
 from kcv.export import ops, quantize, tflite, verify
-from kcv.runtime import runners
 from kcv.export import onnx as onnx_export
-from kcv.contracts import EXPORTS_DIR, REPORT_FILE, REPORT_MD_FILE
+from kcv.export import report as export_report
+from kcv.runtime import runners
 
 FP32_TOL = 1e-4
 FP16_TOL = 2e-2
@@ -49,15 +50,14 @@ class ExportFormat:
         name: key in ``report.json``, ``--formats`` and ``kcv predict --runtime``.
         filename: file (or folder) written under ``exports/``.
         convert: ``convert(ctx, tmp_path) -> dict`` (extra report fields).
-        runner: ``runner(path)`` → callable mapping float images to probabilities.
         max_abs_diff: fail above this max |Δprob| (``None``: judged by the metric drop).
-        runtime: ``tflite``, ``onnx`` or ``tf``.
+        runtime: ``tflite``, ``onnx`` or ``tf`` (SavedModel): the file is verified in it,
+            opened by :func:`kcv.runtime.runners.open_runner`.
     """
 
     name: str
     filename: str
     convert: Callable
-    runner: Callable
     max_abs_diff: float | None
     runtime: str
 
@@ -121,11 +121,11 @@ class ExportContext:
         return self._cache["ties"]
 
     def metric(self, probs) -> float:
-        return verify.task_metric(probs, self.targets, self.cfg["task"], self.cfg["num_classes"])[1]
+        return task_metric(probs, self.targets, self.cfg["task"], self.cfg["num_classes"])[1]
 
     def drop_of(self, tflite_bytes: bytes) -> float:
         """Metric drop in points of a candidate ``.tflite`` on the validation images."""
-        probs = tflite.LiteRTRunner(tflite_bytes)(self.images)
+        probs = runners.open_runner(tflite_bytes, "tflite")(self.images)
         return 100 * (self.metric(self.reference) - self.metric(probs))
 
 
@@ -196,12 +196,12 @@ def _convert_saved_model(ctx: ExportContext, tmp: Path) -> dict:
 
 
 FORMATS = {f.name: f for f in (
-    ExportFormat("tflite", "model_fp32.tflite", _tflite_variant("fp32"), tflite.LiteRTRunner, FP32_TOL, "tflite"),
-    ExportFormat("fp16", "model_fp16.tflite", _tflite_variant("fp16"), tflite.LiteRTRunner, FP16_TOL, "tflite"),
-    ExportFormat("dynamic", "model_dynamic.tflite", _tflite_variant("dynamic"), tflite.LiteRTRunner, None, "tflite"),
-    ExportFormat("int8", "model_int8.tflite", _convert_int8, tflite.LiteRTRunner, None, "tflite"),
-    ExportFormat("onnx", "model.onnx", _convert_onnx, onnx_export.OnnxRunner, FP32_TOL, "onnx"),
-    ExportFormat("saved_model", "saved_model", _convert_saved_model, runners.SavedModelRunner, FP32_TOL, "tf"),
+    ExportFormat("tflite", "model_fp32.tflite", _tflite_variant("fp32"), FP32_TOL, "tflite"),
+    ExportFormat("fp16", "model_fp16.tflite", _tflite_variant("fp16"), FP16_TOL, "tflite"),
+    ExportFormat("dynamic", "model_dynamic.tflite", _tflite_variant("dynamic"), None, "tflite"),
+    ExportFormat("int8", "model_int8.tflite", _convert_int8, None, "tflite"),
+    ExportFormat("onnx", "model.onnx", _convert_onnx, FP32_TOL, "onnx"),
+    ExportFormat("saved_model", "saved_model", _convert_saved_model, FP32_TOL, "tf"),
 )}
 
 
@@ -258,25 +258,22 @@ def export_run(run=None, formats=("tflite",), options: ExportOptions | None = No
     Returns:
         The merged report, whether every requested format passed, and the failures.
     """
-    from kcv.data.pipeline import load_data
     from kcv.models import inference_model
 
     options = options or ExportOptions()
     if samples is not None:
         options = dataclasses.replace(options, samples=samples)
     check_options(formats, options, set(given))
-    run_dir = runs.resolve_run(run, root)
-    model, cfg = runs.load_run(run_dir)
-    infer = inference_model(model)
-    source = load_data(cfg["data"], cfg["task"], cfg["img_size"], seed=cfg.get("seed", 0),
-                       val_split=cfg.get("val_split", 0.2))
+    run = runs.open_run(run, root)
+    cfg = run.config
+    infer = inference_model(run.model())
+    source = run.data_source()
     images, targets = source.arrays("val", limit=options.samples)
-    reference = runners.KerasRunner(infer)(images)
+    reference = runners.open_runner(infer)(images)
 
-    out_dir = run_dir / EXPORTS_DIR
-    report_path = out_dir / REPORT_FILE
-    report = runs.read_json(report_path) if report_path.is_file() else {}
-    report.update({"run": str(run_dir), "arch": cfg["arch"], "task": cfg["task"],
+    out_dir = run.exports
+    report = run.report
+    report.update({"run": str(run.path), "arch": cfg["arch"], "task": cfg["task"],
                    "img_size": cfg["img_size"], "samples": int(len(images))})
     report.setdefault("formats", {})
     failed = []
@@ -292,10 +289,7 @@ def export_run(run=None, formats=("tflite",), options: ExportOptions | None = No
                 failed.append((key, entry.get("reason", "failed")))
             report["formats"][key] = entry
     _add_size_ratios(report)
-    runs.write_json(report_path, report)
-    from kcv.runtime.bench import report_markdown
-
-    runs.write_text(out_dir / REPORT_MD_FILE, report_markdown(report))
+    export_report.write(run.path, report)
     return ExportResult(report, not failed, failed)
 
 
@@ -315,7 +309,7 @@ def _export_one(fmt: ExportFormat, ctx: ExportContext, out_dir: Path) -> dict:
             # but marked unverified, and `kcv predict`/`kcv benchmark` skip it.
             return {**info, "file": fmt.filename, "runtime": fmt.runtime, "size_mb": round(_size(tmp) / 2**20, 4),
                     "status": "unverified", "reason": "needs the Flex delegate, which this Python runtime lacks"}
-        candidate = fmt.runner(tmp)(ctx.images)
+        candidate = runners.open_runner(tmp, fmt.runtime)(ctx.images)
         entry = verify.compare(ctx.reference, candidate, ctx.targets, ctx.cfg["task"], ctx.cfg["num_classes"],
                                ties=ctx.knn_ties())
         entry.update({"file": fmt.filename, "runtime": fmt.runtime, "size_mb": round(_size(tmp) / 2**20, 4)})

@@ -1,4 +1,5 @@
-"""TFLite conversion (fp32, fp16, dynamic-range int8, full int8) and the LiteRT runner.
+"""TFLite conversion (fp32, fp16, dynamic-range int8, full int8). The LiteRT runner that
+verifies and runs the files is :class:`kcv.runtime.runners.LiteRTRunner`.
 
 Every variant starts from one SavedModel written by ``Model.export(format="tf_saved_model")``
 and goes through ``tf.lite.TFLiteConverter.from_saved_model`` — the route Keras' own
@@ -148,58 +149,3 @@ def convert_fp32(model, path: Path, **_) -> None:
     finally:
         absl.setLevel(level)
     Path(path).write_bytes(data)
-
-
-class LiteRTRunner:
-    """Runs a ``.tflite`` file one image at a time in the LiteRT interpreter (XNNPACK).
-
-    Args:
-        model: path of a ``.tflite`` file, or its bytes.
-        num_threads: CPU threads for XNNPACK.
-
-    Integer (int8) input and output tensors are quantized and dequantized here with the
-    file's own scale and zero point, so callers always pass float pixels and get float
-    probabilities.
-    """
-
-    def __init__(self, model, num_threads: int = 2):
-        from ai_edge_litert.interpreter import Interpreter
-
-        from kcv._quiet import silenced_fd2
-
-        source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) \
-            else {"model_path": str(model)}
-        with silenced_fd2():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on every load
-            self.interpreter = Interpreter(**source, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-
-    @property
-    def input_shape(self) -> tuple:
-        """``(H, W, C)`` of the input (``None`` where the file allows any size)."""
-        sig = self.input.get("shape_signature", self.input["shape"])
-        return tuple(None if d < 0 else int(d) for d in sig[1:])
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities for a batch of float RGB images, as float32."""
-        outs = []
-        for img in images:
-            self.interpreter.set_tensor(self.input["index"], self._quantize(img[None]))
-            self.interpreter.invoke()
-            outs.append(self._dequantize(self.interpreter.get_tensor(self.output["index"]))[0])
-        return np.stack(outs)
-
-    def _quantize(self, x):
-        dtype = self.input["dtype"]
-        if np.issubdtype(dtype, np.integer):
-            scale, zero = self.input["quantization"]
-            info = np.iinfo(dtype)
-            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-        return x.astype(dtype)
-
-    def _dequantize(self, y):
-        if np.issubdtype(y.dtype, np.integer):
-            scale, zero = self.output["quantization"]
-            return (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)

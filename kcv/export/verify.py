@@ -1,19 +1,11 @@
-"""Verification of an exported file against the Keras inference model."""
+"""Verification of an exported file against the Keras inference model (the scores it
+compares are :mod:`kcv.evaluation.scores`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from kcv import metrics
-
-
-def task_metric(probs: np.ndarray, targets: np.ndarray, task: str, num_classes: int) -> tuple[str, float]:
-    """``("accuracy", value)`` for classification, ``("miou", value)`` for segmentation."""
-    pred = probs.argmax(-1)
-    if task == "classification":
-        return "accuracy", float(np.mean(pred == targets))
-    cm = metrics.confusion_matrix(targets, pred, num_classes)
-    return "miou", metrics.segmentation_report(cm, range(num_classes))["val_miou"]
+from kcv.evaluation.scores import task_metric
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, targets: np.ndarray, task: str,

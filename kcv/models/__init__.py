@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from kcv.contracts import main_output
 import kcv.layers  # noqa: F401  (custom layers must be registered before any load)
 from kcv.models import classification, segmentation  # noqa: F401  (runs @register)
 
@@ -14,6 +15,6 @@ def inference_model(model: keras.Model) -> keras.Model:
     Training models output logits, first output = main head (docs/design.md §6); the model that
     ``kcv export`` writes and ``kcv predict`` runs ends in a softmax over the last axis.
     """
-    main = model.outputs[0]
+    main = main_output(model)
     probs = keras.layers.Softmax(axis=-1, name="probs", dtype="float32")(main)
     return keras.Model(model.inputs[0], probs, name=f"{model.name}_inference")

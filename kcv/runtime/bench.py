@@ -8,7 +8,7 @@ One row per format, Keras included:
   change against Keras in points.
 * **latency p50 / p95**: ``--runs`` timed calls on one image after ``WARMUP`` untimed
   ones, batch 1. LiteRT with its default XNNPACK delegate and ``--threads``; onnxruntime
-  with ``--threads`` intra-op threads (see :mod:`kcv.export.onnx` for its options); Keras
+  with ``--threads`` intra-op threads (see :mod:`kcv.runtime.runners` for its options); Keras
   through a ``tf.function`` (``model.predict`` per image would add ~100 ms of overhead)
   with TensorFlow's own thread pools.
 * **init ms**: from opening the file to the end of the first inference (load, graph
@@ -37,10 +37,11 @@ import numpy as np
 
 from kcv import runs
 from kcv.errors import KcvError
-from kcv.export import verify
-from kcv.runtime import runners
+from kcv.contracts import EXPORTS_DIR, MODEL_FILE
+from kcv.evaluation.scores import task_metric
+from kcv.export import report as export_report
 from kcv.export.formats import FORMATS
-from kcv.contracts import EXPORTS_DIR, REPORT_FILE, REPORT_MD_FILE
+from kcv.runtime import runners
 
 WARMUP = 5
 
@@ -101,7 +102,7 @@ def measure(name: str, open_fn, images, targets, task, num_classes, threads: int
     hwm = _status_kb("VmHWM")  # before scoring: the stacked outputs are not the runtime's
     peak = round((hwm - rss0) / 1024, 1) if can_peak and hwm and rss0 else None
     probs = runner(images)
-    metric_name, metric = verify.task_metric(probs, targets, task, num_classes)
+    metric_name, metric = task_metric(probs, targets, task, num_classes)
     del runner
     return {"format": name, "metric_name": metric_name, "metric": metric, "p50_ms": round(p50, 3),
             "p95_ms": round(p95, 3), "init_ms": round(init_ms, 1), "peak_mb": peak, "probs": probs}
@@ -121,15 +122,11 @@ def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, sam
     """
     import tensorflow as tf
 
-    from kcv.data.pipeline import load_data
-
     if threads < 1 or runs_ < 1 or samples < 1:
         raise KcvError("--threads, --runs and --samples must be at least 1")
-    run_dir = runs.resolve_run(run, root)
-    cfg = runs.load_config(run_dir)
-    report_path = run_dir / EXPORTS_DIR / REPORT_FILE
-    report = runs.read_json(report_path) if report_path.is_file() else {"run": str(run_dir), "formats": {}}
-    chosen = _choose_formats(run_dir, report, formats)
+    run = runs.open_run(run, root)
+    report = run.report or {"run": str(run.path), "formats": {}}
+    chosen = _choose_formats(run, report, formats)
     # Keras uses TF's pools; match the thread count so the comparison is fair. TensorFlow
     # refuses once its runtime has started (e.g. a second benchmark in one process).
     try:
@@ -137,18 +134,15 @@ def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, sam
     except RuntimeError:
         pass
     tf_threads = tf.config.threading.get_intra_op_parallelism_threads() or "TF default (all cores)"
-    source = load_data(cfg["data"], cfg["task"], cfg["img_size"], seed=cfg.get("seed", 0),
-                       val_split=cfg.get("val_split", 0.2))
-    images, targets = source.arrays("val", limit=samples)
+    images, targets = run.data_source().arrays("val", limit=samples)
     _warm_runtimes(chosen, images[:1], threads)
     rows = []
     for name, path in chosen:
         log(f"benchmarking {name} ({path.name}) ...")
-        open_fn = (lambda t: runners.KerasRunner(runners.inference_keras(path))) if name == "keras" \
-            else (lambda t, p=path, f=FORMATS[name]: _open_format(f, p, t))
-        row = measure(name, open_fn, images, targets, cfg["task"], cfg["num_classes"], threads, runs_)
+        row = measure(name, lambda t, p=path: runners.open_runner(p, threads=t), images, targets,
+                      run.task, run.num_classes, threads, runs_)
         row["size_mb"] = round(_size(path) / 2**20, 4)
-        row["file"] = str(path.relative_to(run_dir))
+        row["file"] = str(path.relative_to(run.path))
         rows.append(row)
     keras_row = next((r for r in rows if r["format"] == "keras"), None)
     reference = keras_row["probs"] if keras_row else None
@@ -160,8 +154,7 @@ def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, sam
     section = {"threads": threads, "keras_threads": tf_threads, "runs": runs_, "samples": int(len(images)), "batch": 1,
                "machine": _machine(), "rows": rows}
     report["benchmark"] = section
-    runs.write_json(report_path, report)
-    runs.write_text(run_dir / EXPORTS_DIR / REPORT_MD_FILE, report_markdown(report))
+    export_report.write(run.path, report)
     return section
 
 
@@ -169,27 +162,16 @@ def _warm_runtimes(chosen, image, threads) -> None:
     """Run one file of each runtime once before measuring, so that the first row of a
     runtime is not charged with loading its shared library and one-time global state."""
     seen = set()
-    for name, path in chosen:
-        runtime = "keras" if name == "keras" else FORMATS[name].runtime
-        if runtime not in seen and runtime in ("tflite", "onnx"):
-            seen.add(runtime)
-            _open_format(FORMATS[name], path, threads)(image)
+    for _, path in chosen:
+        kind = runners.kind_of(path)
+        if kind not in seen and kind in ("tflite", "onnx"):
+            seen.add(kind)
+            runners.open_runner(path, threads=threads)(image)
 
 
-def _open_format(fmt, path: Path, threads: int):
-    if fmt.runtime == "tflite":
-        from kcv.export.tflite import LiteRTRunner
-        return LiteRTRunner(path, threads)
-    if fmt.runtime == "onnx":
-        from kcv.export.onnx import OnnxRunner
-        return OnnxRunner(path, threads)
-    return runners.SavedModelRunner(path)
-
-
-def _choose_formats(run_dir: Path, report: dict, formats) -> list[tuple[str, Path]]:
-    verified = {k: run_dir / EXPORTS_DIR / e["file"] for k, e in report.get("formats", {}).items()
-                if e.get("status") in ("ok", "accepted") and (run_dir / EXPORTS_DIR / e["file"]).exists()}
-    available = {"keras": run_dir / runs.MODEL_FILE, **verified}
+def _choose_formats(run: runs.Run, report: dict, formats) -> list[tuple[str, Path]]:
+    verified = {k: path for k, (path, _) in export_report.verified(run.path, report).items()}
+    available = {"keras": run.path / MODEL_FILE, **verified}
     if formats is None:
         return list(available.items())
     unknown = [f for f in formats if f != "keras" and f not in FORMATS]
@@ -197,7 +179,7 @@ def _choose_formats(run_dir: Path, report: dict, formats) -> list[tuple[str, Pat
         raise KcvError(f"--formats: unknown {', '.join(unknown)}; known: keras, {', '.join(FORMATS)}")
     missing = [f for f in formats if f not in available]
     if missing:
-        raise KcvError(f"--formats: no verified {', '.join(missing)} export in {run_dir}/exports; "
+        raise KcvError(f"--formats: no verified {', '.join(missing)} export in {run.path}/{EXPORTS_DIR}; "
                        f"run `kcv export {' '.join('--' + m for m in missing)}` first")
     return [(f, available[f]) for f in formats]
 
@@ -213,44 +195,3 @@ def _machine() -> dict:
 
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version()}
-
-
-def benchmark_table(section: dict) -> str:
-    """The benchmark rows as a Markdown table (also what ``kcv benchmark`` prints)."""
-    head = ("| format | size MB | metric | Δ vs Keras (pts) | p50 ms | p95 ms | init ms | peak MB |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---:|")
-    lines = [head]
-    for r in section["rows"]:
-        delta = "—" if r["format"] == "keras" or "delta_points" not in r else f"{r['delta_points']:+.2f}"
-        peak = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.1f}"
-        lines.append(f"| {r['format']} | {r['size_mb']:.3f} | {r['metric_name']} {r['metric']:.4f} | {delta} | "
-                     f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['init_ms']:.0f} | {peak} |")
-    return "\n".join(lines)
-
-
-def verification_table(report: dict) -> str:
-    """The export verification entries as a Markdown table."""
-    lines = ["| format | file | MB | ×fp32 | max abs Δprob | agreement | metric keras → file | rule | status |",
-             "|---|---|---:|---:|---:|---:|---|---|---|"]
-    for name, e in report.get("formats", {}).items():
-        if "metric" not in e:  # refused before verification (Flex ops)
-            lines.append(f"| {name} | — | — | — | — | — | — | — | {e.get('status')}: {e.get('reason', '')} |")
-            continue
-        ratio = f"{e['size_vs_fp32']:.3f}" if "size_vs_fp32" in e else "—"
-        lines.append(f"| {name} | {e['file']} | {e['size_mb']:.3f} | {ratio} | {e['max_abs_diff']:.2e} | "
-                     f"{e['agreement']:.2%} | {e['metric']} {e['metric_keras']:.4f} → {e['metric_file']:.4f} | "
-                     f"{e.get('rule', '').replace('|', '&#124;')} | {e['status']} |")
-    return "\n".join(lines)
-
-
-def report_markdown(report: dict) -> str:
-    """``exports/report.md``: verification and (if run) benchmark tables."""
-    parts = [f"# Exports of {report.get('run', '')}", "",
-             f"Verification on {report.get('samples', '?')} validation images against the Keras inference model.",
-             "", verification_table(report)]
-    bench = report.get("benchmark")
-    if bench:
-        m = bench["machine"]
-        parts += ["", f"## Benchmark (batch 1, {bench['threads']} threads, {bench['runs']} runs, "
-                      f"{m['cores']} cores, {m['cpu']})", "", benchmark_table(bench)]
-    return "\n".join(parts) + "\n"

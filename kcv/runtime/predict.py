@@ -23,8 +23,9 @@ from PIL import Image, UnidentifiedImageError
 
 from kcv import runs
 from kcv.errors import KcvError
+from kcv.contracts import EXPORTS_DIR, MODEL_FILE
+from kcv.export import report as export_report
 from kcv.runtime import runners
-from kcv.contracts import EXPORTS_DIR, REPORT_FILE
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 RUNTIMES = ("keras", "tflite", "onnx")
@@ -94,29 +95,27 @@ def open_predictor(model=None, runtime: str | None = None, img_size: int | None 
         raise KcvError(f"--runtime {runtime}: choose one of {', '.join(RUNTIMES)}")
     path = Path(model) if model is not None else None
     if path is None or path.suffix.lower() not in runners.SUFFIXES:
-        run_dir = runs.resolve_run(model, root)
-        file, kind = choose_runtime(run_dir, runtime)
-        cfg = runs.load_config(run_dir)
+        run = runs.open_run(model, root)
+        file, kind = choose_runtime(run, runtime)
     else:
         if runtime is not None:
             raise KcvError(f"--runtime applies to a run directory; {path} is already a {path.suffix} file")
-        file, kind, cfg = path, runners.SUFFIXES[path.suffix.lower()], _config_near(path)
-    runner = runners.open_runner(file, num_threads)
-    return _describe(runner, file, kind, cfg, img_size)
+        file, kind, run = path, runners.SUFFIXES[path.suffix.lower()], _run_of(path)
+    runner = runners.open_runner(file, threads=num_threads)
+    return _describe(runner, file, kind, run, img_size)
 
 
-def _config_near(path: Path) -> dict | None:
-    """The config of the run a model file belongs to (``RUN/model.keras``, ``RUN/exports/x``)."""
+def _run_of(path: Path) -> runs.Run | None:
+    """The run a model file belongs to (``RUN/model.keras``, ``RUN/exports/x``), if any."""
     for run_dir in (path.parent, path.parent.parent):
         if runs.is_run_dir(run_dir):
-            return runs.load_config(run_dir)
+            return runs.Run(run_dir)
     return None
 
 
-def _describe(runner, file: Path, kind: str, cfg: dict | None, img_size) -> Predictor:
-    if cfg is not None:
-        size = (cfg["img_size"], cfg["img_size"])
-        return Predictor(runner, cfg["task"], list(cfg["class_names"]), size, file, kind)
+def _describe(runner, file: Path, kind: str, run: runs.Run | None, img_size) -> Predictor:
+    if run is not None:
+        return Predictor(runner, run.task, run.class_names, (run.img_size, run.img_size), file, kind)
     h, w = runner.input_shape[:2]
     if h is None or w is None:
         if img_size is None:
@@ -128,20 +127,20 @@ def _describe(runner, file: Path, kind: str, cfg: dict | None, img_size) -> Pred
     return Predictor(runner, task, names, (h, w), file, kind)
 
 
-def choose_runtime(run_dir: Path, runtime: str | None = None) -> tuple[Path, str]:
-    """``(model file, runtime)`` for a run: ``runtime`` if given, else the fastest verified."""
-    report_path = run_dir / EXPORTS_DIR / REPORT_FILE
-    report = runs.read_json(report_path) if report_path.is_file() else {}
-    verified = {k: e for k, e in report.get("formats", {}).items()
-                if e.get("status") == "ok" and (run_dir / EXPORTS_DIR / e["file"]).exists()
-                and e.get("runtime") in ("tflite", "onnx")}
-    candidates = [("keras", run_dir / runs.MODEL_FILE, "keras")] + [
-        (k, run_dir / EXPORTS_DIR / e["file"], e["runtime"]) for k, e in verified.items()]
+def choose_runtime(run, runtime: str | None = None) -> tuple[Path, str]:
+    """``(model file, runtime)`` for a run (a :class:`~kcv.runs.Run` or its directory):
+    ``runtime`` if given, else the fastest verified."""
+    run = run if isinstance(run, runs.Run) else runs.Run(run)
+    report = run.report
+    verified = {k: (path, e) for k, (path, e) in export_report.verified(run.path, report, ("ok",)).items()
+                if e.get("runtime") in ("tflite", "onnx")}
+    candidates = [("keras", run.path / MODEL_FILE, "keras")] + [
+        (k, path, e["runtime"]) for k, (path, e) in verified.items()]
     if runtime is not None:
         candidates = [c for c in candidates if c[2] == runtime]
         if not candidates:
             flag = "--tflite" if runtime == "tflite" else "--onnx"
-            raise KcvError(f"{run_dir}: no verified {runtime} file in exports/; run `kcv export {flag}` first")
+            raise KcvError(f"{run.path}: no verified {runtime} file in {EXPORTS_DIR}/; run `kcv export {flag}` first")
     latency = {row["format"]: row["p50_ms"] for row in report.get("benchmark", {}).get("rows", [])}
     preference = ["tflite", "onnx", "fp16", "dynamic", "int8", "keras"]  # docs/design.md §8 measurements
 

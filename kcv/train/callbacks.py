@@ -134,7 +134,7 @@ class RunWriter(keras.callbacks.Callback):
         if value is not None and float(value) > self.best:
             self.best, self.best_epoch = float(value), epoch + 1
             best = float32_copy(self.deployable(self.model))
-            save_with_state(best, self.run_dir / runs.MODEL_FILE,
+            save_with_state(best, self.run_dir / MODEL_FILE,
                             {"epoch": epoch + 1, "monitor": self.monitor, "value": self.best})
         # last.keras carries the whole resume state; history.csv is a readable copy of it,
         # written after, so a kill in between only leaves history.csv one epoch behind.

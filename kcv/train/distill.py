@@ -38,7 +38,7 @@ import keras
 from kcv import losses, runs
 from kcv.errors import KcvError
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
-from kcv.contracts import IGNORE_LABEL
+from kcv.contracts import IGNORE_LABEL, main_head_model
 
 
 
@@ -68,8 +68,7 @@ def make_distiller(teacher: keras.Model, student: keras.Model, temperature: floa
 
     A teacher with auxiliary heads (GoogLeNet) is distilled from its main head.
     """
-    if len(teacher.outputs) > 1:
-        teacher = keras.Model(teacher.inputs, teacher.outputs[0], name=teacher.name)
+    teacher = main_head_model(teacher)
     if len(student.outputs) > 1:
         raise KcvError(f"--teacher: the student '{student.name}' has auxiliary heads; "
                        "distil into a single-output architecture")

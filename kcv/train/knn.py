@@ -22,7 +22,7 @@ from kcv.errors import KcvError
 from kcv.models.classification.knn import NearestNeighbors, build_knn
 from kcv.registry import get_spec
 from kcv.train.callbacks import finalize, rows_to_csv, versions
-from kcv.contracts import HISTORY_FILE, LAST_FILE, LOGITS_LAYER, METRICS_FILE
+from kcv.contracts import CONFIG_FILE, HISTORY_FILE, LAST_FILE, LOGITS_LAYER, METRICS_FILE, MODEL_FILE
 
 
 def backbone_features(run) -> tuple[keras.Model, dict]:
@@ -37,7 +37,7 @@ def backbone_features(run) -> tuple[keras.Model, dict]:
     try:
         head = model.get_layer(LOGITS_LAYER)
     except ValueError:
-        raise KcvError(f"--backbone {run}: its model has no 'logits' layer") from None
+        raise KcvError(f"--backbone {run}: its model has no {LOGITS_LAYER!r} layer") from None
     if isinstance(head, NearestNeighbors):
         raise KcvError(f"--backbone {run}: a k-NN run has no learned features; train a classifier first")
     features = keras.Model(model.inputs[0], head.input, name=f"{cfg['arch']}_features")
@@ -103,7 +103,7 @@ def fit_knn(config) -> Path:
               "backbone_arch": backbone_cfg["arch"] if backbone_cfg else None,
               "versions": versions()}
     record.pop("verbose")
-    runs.write_json(run_dir / runs.CONFIG_FILE, record)
+    runs.write_json(run_dir / CONFIG_FILE, record)
     if cfg.verbose:
         kind = f"{backbone_cfg['arch']} features" if backbone_cfg else "raw pixels"
         print(f"k-NN on {kind}: storing {source.num_train} training images of {source.spec} at "
@@ -121,7 +121,7 @@ def fit_knn(config) -> Path:
            "images_per_sec": round(source.num_train / max(seconds, 1e-9), 2)}
     runs.write_text(run_dir / HISTORY_FILE, rows_to_csv([row]))
     runs.save_model(model, run_dir / LAST_FILE)
-    runs.save_model(model, run_dir / runs.MODEL_FILE)
+    runs.save_model(model, run_dir / MODEL_FILE)
     final = finalize(run_dir, source, cfg.batch_size, [row], spec.task, cfg.arch)
     final["train_seconds"] = round(time.perf_counter() - t0, 1)
     runs.write_json(run_dir / METRICS_FILE, final)

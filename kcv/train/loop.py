@@ -31,7 +31,7 @@ from kcv.train import distribute
 from kcv.train.callbacks import LAST_FILE, NanGuard, RunWriter, finalize, float32_outputs, read_state, versions
 from kcv.train.class_weights import parse_class_weights, resolve_class_weights
 from kcv.train.fused_bn import fused_batch_norm
-from kcv.contracts import METRICS_FILE
+from kcv.contracts import CONFIG_FILE, METRICS_FILE
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -380,7 +380,7 @@ class _Job:
             record["class_weight_values"] = self.class_weights  # what --class-weights resolved to
         for p in self.plugins:
             record.update(p.record(cfg))
-        runs.write_json(run_dir / runs.CONFIG_FILE, record)
+        runs.write_json(run_dir / CONFIG_FILE, record)
 
 
 def _start(config: TrainConfig):

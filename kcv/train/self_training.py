@@ -44,7 +44,7 @@ import numpy as np
 from kcv import metrics, runs
 from kcv.errors import KcvError
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
-from kcv.contracts import CURVES_FILE, HISTORY_FILE, IGNORE_LABEL, METRICS_FILE
+from kcv.contracts import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, IGNORE_LABEL, METRICS_FILE, MODEL_FILE
 
 DEFAULT_NOISE = "flip,crop=0.8,randaugment=2x9"
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
@@ -368,8 +368,8 @@ def _finish(run_dir: Path, final_dir: Path, cfg: SelfTrainConfig, rows: list) ->
         "soft": cfg.soft, "balance": cfg.balance, "noise": cfg.noise, "teacher": cfg.teacher,
         "final_round": str(final_dir),
         "summary": rows})
-    runs.write_json(run_dir / runs.CONFIG_FILE, config)
-    _copy(final_dir / runs.MODEL_FILE, run_dir / runs.MODEL_FILE)
+    runs.write_json(run_dir / CONFIG_FILE, config)
+    _copy(final_dir / MODEL_FILE, run_dir / MODEL_FILE)
 
 
 def _copy(src: Path, dst: Path) -> None:

@@ -38,11 +38,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kcv import compat, runs
+from kcv import compat
 from kcv.errors import KcvError
 from kcv.registry import get_spec
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
-from kcv.contracts import LOGITS_LAYER
+from kcv.contracts import LOGITS_LAYER, MODEL_FILE
 
 # ------------------------------------------------------------------------------------------
 # Reading weights from files, by layer name
@@ -99,10 +99,10 @@ def read_weights(source) -> tuple[dict, str]:
     """
     path = Path(source)
     if path.is_dir():
-        if not (path / runs.MODEL_FILE).is_file():
-            raise KcvError(f"--pretrained {source}: a directory without {runs.MODEL_FILE} "
+        if not (path / MODEL_FILE).is_file():
+            raise KcvError(f"--pretrained {source}: a directory without {MODEL_FILE} "
                            "(not a kcv run)")
-        path = path / runs.MODEL_FILE
+        path = path / MODEL_FILE
     elif not path.is_file():
         raise KcvError(f"--pretrained {source}: no such run directory or file")
     try:
@@ -172,7 +172,7 @@ def backbone_layers(model, task: str, arch: str, model_args: dict | None = None)
         try:
             logits = model.get_layer(LOGITS_LAYER)
         except ValueError:
-            raise KcvError(f"{arch}: no layer named 'logits', cannot tell its head from its backbone") from None
+            raise KcvError(f"{arch}: no layer named {LOGITS_LAYER!r}, cannot tell its head from its backbone") from None
         return _ancestors(model, [t for call in compat.calls(logits, model) for t in call.inputs])
     taps = _segmentation_taps(model, arch, dict(model_args or {}))
     if not taps:

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from kcv import compat
+from kcv.contracts import main_output
 from kcv.errors import KcvError
 from kcv.layers.adaptive_pool import AdaptiveAvgPool2D
 from kcv.models.analysis import last_feature_map
@@ -113,7 +114,7 @@ class GradCam:
         _reject_knn(model)
         tensor, self.layer = default_target(model) if layer is None else named_target(model, layer)
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # same structure as model
-        self.model = keras.Model(inputs, [tensor, model.outputs[0]], name=f"{model.name}_gradcam")
+        self.model = keras.Model(inputs, [tensor, main_output(model)], name=f"{model.name}_gradcam")
         self.map_shape = tuple(tensor.shape[1:3])
 
     def __call__(self, images, class_index=None):

@@ -3,7 +3,7 @@ import shutil
 
 import numpy as np
 
-from kcv.export.tflite import LiteRTRunner
+from kcv.runtime.runners import LiteRTRunner
 from tests.conftest import run_cli
 
 

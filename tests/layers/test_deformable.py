@@ -133,7 +133,8 @@ def assert_builtin_only(ops):
 
 
 def test_tflite_uses_builtin_ops_only_and_matches(tmp_path, rng):
-    from kcv.export.tflite import LiteRTRunner, convert_fp32
+    from kcv.export.tflite import convert_fp32
+    from kcv.runtime.runners import LiteRTRunner
 
     inp = keras.Input((12, 12, 3))
     x = DeformableConv2D(6, 3, strides=2, name="dcn")(inp)

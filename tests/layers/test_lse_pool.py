@@ -35,7 +35,8 @@ def test_between_mean_and_max_and_stable(rng):
 
 def test_saves_and_exports_to_tflite_and_onnx(tmp_path, rng):
     from kcv.export import onnx
-    from kcv.export.tflite import LiteRTRunner, convert_fp32
+    from kcv.export.tflite import convert_fp32
+    from kcv.runtime.runners import LiteRTRunner, OnnxRunner
     from tests.layers.test_deformable import assert_builtin_only, tflite_ops
 
     inp = keras.Input((6, 6, 3))
@@ -50,4 +51,4 @@ def test_saves_and_exports_to_tflite_and_onnx(tmp_path, rng):
     assert_builtin_only(tflite_ops(tmp_path / "m.tflite"))
     np.testing.assert_allclose(LiteRTRunner(tmp_path / "m.tflite")(x), model(x), atol=1e-5)
     onnx.convert(model, tmp_path / "m.onnx")
-    np.testing.assert_allclose(onnx.OnnxRunner(tmp_path / "m.onnx")(x), model(x), atol=1e-5)
+    np.testing.assert_allclose(OnnxRunner(tmp_path / "m.onnx")(x), model(x), atol=1e-5)

@@ -16,7 +16,8 @@ import pytest
 import kcv
 from kcv import metrics
 from kcv.data import shapes
-from kcv.export.tflite import LiteRTRunner, convert_fp32
+from kcv.export.tflite import convert_fp32
+from kcv.runtime.runners import LiteRTRunner
 from kcv.models import inference_model
 from kcv.models.analysis import count_macs
 from kcv.models.classification.googlenet import INCEPTION, AuxiliaryHeadsModel

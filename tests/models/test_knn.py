@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from kcv.errors import KcvError
-from kcv.export.tflite import LiteRTRunner, convert_fp32
+from kcv.export.tflite import convert_fp32
+from kcv.runtime.runners import LiteRTRunner
 from kcv.models import inference_model
 from kcv.export import verify
 from kcv.models.classification.knn import NearestNeighbors, build_knn, neighbour_ties

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kcv import metrics
+from kcv.evaluation import scores
 from kcv.data import shapes
 from kcv.postprocess.crf import CRFParams, dense_crf, dense_crf_batch
 
@@ -23,8 +23,8 @@ def coarse_probabilities(masks: np.ndarray, stride: int, num_classes: int = 4) -
 
 
 def miou(masks, probs) -> float:
-    cm = metrics.confusion_matrix(masks, probs.argmax(-1), probs.shape[-1])
-    return metrics.segmentation_report(cm, range(probs.shape[-1]))["val_miou"]
+    cm = scores.confusion_matrix(masks, probs.argmax(-1), probs.shape[-1])
+    return scores.segmentation_report(cm, range(probs.shape[-1]))["val_miou"]
 
 
 @pytest.mark.parametrize("size,stride", [(64, 8), (64, 16), (128, 32)])

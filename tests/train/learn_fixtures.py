@@ -66,13 +66,14 @@ def seg_teacher_run(tmp_path_factory):
 
         import kcv
         from kcv import runs
+        from kcv.contracts import CONFIG_FILE, MODEL_FILE
         from kcv.data import shapes
 
         keras.utils.set_random_seed(0)
         model = kcv.create_model("unet", 4, (32, 32, 3), base_filters=4, depth=2)
         run = tmp_path_factory.mktemp("learn_seg") / "unet"
-        runs.save_model(model, run / runs.MODEL_FILE)
-        runs.write_json(run / runs.CONFIG_FILE, {"arch": "unet", "task": "segmentation", "img_size": 32,
+        runs.save_model(model, run / MODEL_FILE)
+        runs.write_json(run / CONFIG_FILE, {"arch": "unet", "task": "segmentation", "img_size": 32,
                                                  "num_classes": 4, "class_names": shapes.class_names("segmentation")})
         _CACHE["seg_teacher"] = run
     return _CACHE["seg_teacher"]

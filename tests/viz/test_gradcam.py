@@ -16,6 +16,7 @@ from PIL import Image
 
 import kcv
 from kcv import runs
+from kcv.contracts import CONFIG_FILE
 from kcv.data import shapes
 from kcv.errors import KcvError
 from kcv.viz.gradcam import GradCam, localisation, mass_inside, overlay_heatmap
@@ -188,7 +189,7 @@ def test_cli_refuses_non_classifiers_and_exported_files(cnn_run, images, tmp_pat
     seg = tmp_path / "seg_run"
     shutil.copytree(cnn_run, seg)
     cfg = runs.load_config(seg)
-    runs.write_json(seg / runs.CONFIG_FILE, {**cfg, "task": "segmentation"})
+    runs.write_json(seg / CONFIG_FILE, {**cfg, "task": "segmentation"})
     code, _, err = run_cli(["explain", str(seg), str(images)], capsys)
     assert code == 2 and one_error(err) and "Grad-CAM explains classifiers" in err
     tflite = tmp_path / "model.tflite"
