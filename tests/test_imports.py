@@ -10,6 +10,12 @@ Edges: ``import kcv.a.b`` and ``from kcv.a import b`` (``b`` a submodule) point 
 but that edge is left out: ``kcv.a.b`` importing its sibling ``kcv.a.c`` while ``kcv.a``
 imports ``kcv.a.b`` is not a cycle of meaning, and an ``__init__`` that imports submodules
 (to register them) would otherwise put every submodule on a loop with it.
+
+Not seen: ``importlib`` imports by computed name. The one there is is the registry's plugin
+loading (``kcv.registry._ensure_loaded`` imports ``kcv.models``, whose family packages
+import every file in them, each of which imports ``kcv.registry`` to register itself): by
+then the registry module is complete, so the loop is the registry pattern, not an
+import-order hazard.
 """
 
 from __future__ import annotations
