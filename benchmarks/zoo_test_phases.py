@@ -23,9 +23,9 @@ import keras  # noqa: E402
 import kcv  # noqa: E402
 from kcv.data import shapes  # noqa: E402
 from kcv.export.tflite import convert_fp32  # noqa: E402
-from kcv.runtime.runners import LiteRTRunner  # noqa: E402
 from kcv.models import inference_model  # noqa: E402
 from kcv.registry import get_spec  # noqa: E402
+from kcv.runtime.runners import LiteRTRunner  # noqa: E402
 
 
 def phases(name: str, tmp: Path) -> dict:

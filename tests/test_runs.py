@@ -116,7 +116,7 @@ def test_run_object_errors_name_the_path(unet_run, tmp_path):
     (fake / "model.keras").write_bytes(b"not a zip")
     run = runs.Run(fake)
     with pytest.raises(KcvError, match=f"{fake}: no metrics.json"):
-        run.metrics
+        _ = run.metrics
     with pytest.raises(KcvError, match="model.keras: cannot load model"):
         run.model()
     with pytest.raises(KcvError, match=r"--data shapes:48: 4 classes .* trained on 5"):

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kcv.data import folders, shapes
 from kcv.contracts import IGNORE_LABEL
+from kcv.data import folders, shapes
 from kcv.errors import KcvError
 
 AUTOTUNE = tf.data.AUTOTUNE

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from kcv.contracts import main_output
 import kcv.layers  # noqa: F401  (custom layers must be registered before any load)
+from kcv.contracts import main_output
 from kcv.models import classification, segmentation  # noqa: F401  (runs @register)
 
 

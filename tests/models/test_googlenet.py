@@ -17,11 +17,11 @@ import kcv
 from kcv import metrics
 from kcv.data import shapes
 from kcv.export.tflite import convert_fp32
-from kcv.runtime.runners import LiteRTRunner
 from kcv.models import inference_model
 from kcv.models.analysis import count_macs
 from kcv.models.classification.googlenet import INCEPTION, AuxiliaryHeadsModel
 from kcv.registry import get_spec
+from kcv.runtime.runners import LiteRTRunner
 from tests.models.taps import check_taps
 
 PAPER_TABLE_K = (2.7, 112, 159, 380, 364, 437, 463, 580, 840, 1072, 1388, 1000)

@@ -17,11 +17,10 @@ import pytest
 
 import kcv
 from kcv.errors import KcvError
-from kcv.runtime.runners import OnnxRunner
 from kcv.export.onnx import convert as convert_onnx
 from kcv.export.tflite import convert_fp32
-from kcv.runtime.runners import LiteRTRunner
 from kcv.models import inference_model
+from kcv.runtime.runners import LiteRTRunner, OnnxRunner
 
 # key (arch[-variant]) -> small hyperparameters
 SMALL = {

@@ -18,9 +18,9 @@ import pytest
 import kcv
 from kcv.data import shapes
 from kcv.export.tflite import convert_fp32
-from kcv.runtime.runners import LiteRTRunner
 from kcv.models import inference_model
 from kcv.registry import get_spec
+from kcv.runtime.runners import LiteRTRunner
 from kcv.viz.gradcam import GradCam
 
 # Architectures that are not gradient-trained models go through their own tests.

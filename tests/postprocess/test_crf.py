@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kcv.evaluation import scores
 from kcv.data import shapes
+from kcv.evaluation import scores
 from kcv.postprocess.crf import CRFParams, dense_crf, dense_crf_batch
 
 pytest.importorskip("pydensecrf.densecrf")
