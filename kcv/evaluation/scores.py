@@ -1,6 +1,6 @@
 """Pure NumPy scores shared by every evaluation path: ``kcv eval``, the end of training,
 export verification and ``kcv benchmark``. Segmentation scores ignore label 255
-(:data:`kcv.contracts.IGNORE_LABEL`, DESIGN §5)."""
+(:data:`kcv.contracts.IGNORE_LABEL`, docs/design.md §5)."""
 
 from __future__ import annotations
 
