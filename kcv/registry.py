@@ -14,6 +14,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
+from kcv.capabilities import Capabilities
 from kcv.errors import KcvError
 
 TASKS = ("classification", "segmentation")
@@ -40,6 +41,8 @@ class ModelSpec:
         reference: the published figures the standard variant is checked against, e.g.
             ``{"params": 25_557_032, "gflops": 4.09, "source": "torchvision"}`` (224 px,
             1000 classes); shown beside ours in the docs/models.md model table.
+        capabilities: what the model can do (:class:`kcv.capabilities.Capabilities`): how it
+            is fitted, Grad-CAM, ties; every stage asks these, never the family name.
     """
 
     name: str
@@ -51,6 +54,7 @@ class ModelSpec:
     paper: str = ""
     taps: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)
+    capabilities: Capabilities = Capabilities()
 
     @property
     def hyperparameters(self) -> dict:
@@ -69,8 +73,9 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 def register(name: str, *, task: str, family: str, train_defaults: dict | None = None,
              min_size: int = 32, paper: str = "", taps: dict | None = None,
-             reference: dict | None = None):
-    """Decorator that adds a model builder to the registry under ``name``."""
+             reference: dict | None = None, capabilities: Capabilities | None = None):
+    """Decorator that adds a model builder to the registry under ``name``; ``capabilities``
+    only where the model is not a gradient-trained CNN (k-NN)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
 
@@ -78,7 +83,8 @@ def register(name: str, *, task: str, family: str, train_defaults: dict | None =
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelSpec(name, task, family, fn, dict(train_defaults or {}),
-                                    min_size, paper, dict(taps or {}), dict(reference or {}))
+                                    min_size, paper, dict(taps or {}), dict(reference or {}),
+                                    capabilities or Capabilities())
         return fn
 
     return deco

@@ -87,11 +87,9 @@ def format_report(report: dict, formats) -> str:
             lines.append(f"{name}: ops needing Flex: {', '.join(e.get('flex', [])) or 'none'}; "
                          f"not on GPU delegate: {', '.join(e.get('gpu_unsupported', [])) or 'none'}; "
                          f"not on NNAPI: {', '.join(e.get('nnapi_unsupported', [])) or 'none'}")
-        if e.get("knn_ties"):
-            from kcv.models.classification.knn import TIE_REL
-
-            lines.append(f"{name}: {e['knn_ties']} image(s) at a k-NN neighbour tie (k-th and (k+1)-th distance "
-                         f"within {TIE_REL:g}) left out of max|Δprob| (there: {e['max_abs_diff_ties']:.2e})")
+        if e.get("ties"):
+            lines.append(f"{name}: {e['ties']} image(s) at a {e['tie_rule']} left out of max|Δprob| "
+                         f"(there: {e['max_abs_diff_ties']:.2e})")
         if e.get("kept_float"):
             kept = ", ".join(f"{k['layer']} ({k['op']}, rmse/scale {k['rmse_scale']:.2f})" for k in e["kept_float"])
             lines.append(f"{name}: kept in float: {kept}")

@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from kcv import runs
+from kcv import capabilities, runs
 from kcv.errors import KcvError
 from kcv.evaluation.scores import task_metric
 from kcv.export import ops, quantize, tflite, verify
@@ -112,12 +112,13 @@ class ExportContext:
             self._cache["calib"] = load_calibration(self.source, self.options, self.cfg["img_size"])
         return self._cache["calib"]
 
-    def knn_ties(self):
-        """Images at a k-NN neighbour tie (bool per image), or ``None`` for other models."""
+    def ties(self):
+        """``(images at a tie: bool per image, the rule)``; ``(None, "")`` for a model without
+        the ``ties`` capability (:mod:`kcv.capabilities`)."""
         if "ties" not in self._cache:
-            from kcv.models.classification.knn import neighbour_ties
-
-            self._cache["ties"] = neighbour_ties(self.model, self.images)
+            layer = capabilities.tie_layer(self.model)
+            self._cache["ties"] = (None, "") if layer is None else (layer.tie_mask(self.model, self.images),
+                                                                    layer.tie_rule)
         return self._cache["ties"]
 
     def metric(self, probs) -> float:
@@ -310,8 +311,9 @@ def _export_one(fmt: ExportFormat, ctx: ExportContext, out_dir: Path) -> dict:
             return {**info, "file": fmt.filename, "runtime": fmt.runtime, "size_mb": round(_size(tmp) / 2**20, 4),
                     "status": "unverified", "reason": "needs the Flex delegate, which this Python runtime lacks"}
         candidate = runners.open_runner(tmp, fmt.runtime)(ctx.images)
+        ties, rule = ctx.ties()
         entry = verify.compare(ctx.reference, candidate, ctx.targets, ctx.cfg["task"], ctx.cfg["num_classes"],
-                               ties=ctx.knn_ties())
+                               ties=ties, tie_rule=rule)
         entry.update({"file": fmt.filename, "runtime": fmt.runtime, "size_mb": round(_size(tmp) / 2**20, 4)})
         entry.update(_judge(fmt, entry, ctx.options))
         entry.update(info)

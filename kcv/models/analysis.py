@@ -56,11 +56,10 @@ def layer_macs(layer) -> int:
     if isinstance(layer, layers.Conv2D):
         kh, kw = layer.kernel_size
         return _hw(out_shape) * out_shape[-1] * kh * kw * in_shape[-1] // layer.groups
-    # k-NN, matched by name so that this module needs no model family: one distance matmul
-    # per image, [1, D] × [D, N]
-    if type(layer).__name__ == "NearestNeighbors":
-        refs = layer.references.shape
-        return int(refs[0]) * int(refs[1])
+    # A layer whose maths is none of the above counts its own (k-NN's distance matmul), so
+    # that this module needs no model family.
+    if callable(getattr(layer, "macs_per_image", None)):
+        return int(layer.macs_per_image())
     if isinstance(layer, layers.Dense):
         return math.prod(d for d in out_shape[1:-1] if d is not None) * in_shape[-1] * out_shape[-1]
     return 0

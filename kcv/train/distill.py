@@ -140,13 +140,7 @@ class DistillPlugin(TrainPlugin):
             raise KcvError("--unlabeled needs --teacher RUN (or use `kcv self-train` for pseudo-labels)")
         if not cfg.teacher:
             return
-        if spec.family == "knn":
-            raise KcvError("--teacher: k-NN is not trained by gradient descent; distil into a CNN")
         _teacher_dir(cfg)  # a clear error before the data is loaded
-        if not 0.0 <= cfg.alpha <= 1.0:
-            raise KcvError(f"--alpha {cfg.alpha}: must be in [0, 1] (weight of the label loss)")
-        if not cfg.temperature > 0:
-            raise KcvError(f"--temperature {cfg.temperature}: must be positive")
         if cfg.unlabeled:
             if cfg.alpha >= 1.0:
                 raise KcvError("--unlabeled with --alpha 1: unlabeled images would get no loss at all")
@@ -190,4 +184,4 @@ class DistillPlugin(TrainPlugin):
         return {"params": self.params.get("params"), "distillation": out}
 
 
-register_plugin(DistillPlugin())
+register_plugin(DistillPlugin)

@@ -21,6 +21,7 @@ from kcv import losses, metrics, runs
 from kcv.errors import KcvError
 from kcv.models.classification.knn import NearestNeighbors, build_knn
 from kcv.registry import get_spec
+from kcv.train import options
 from kcv.train.callbacks import finalize, rows_to_csv, versions
 from kcv.contracts import CONFIG_FILE, HISTORY_FILE, LAST_FILE, LOGITS_LAYER, METRICS_FILE, MODEL_FILE
 
@@ -81,8 +82,9 @@ def fit_knn(config) -> Path:
     from kcv.data.pipeline import load_data
 
     spec = get_spec(config.arch)
-    if spec.family != "knn":
-        raise KcvError(f"--backbone is for --arch knn only (got --arch {config.arch})")
+    if not spec.capabilities.references:
+        raise KcvError(f"--arch {config.arch}: is {spec.capabilities.describe()}, not fitted from references")
+    options.refuse_unsupported(config, spec)  # before the backbone run is read
     features, backbone_cfg = (None, None)
     if config.backbone is not None:
         features, backbone_cfg = backbone_features(config.backbone)

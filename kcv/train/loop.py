@@ -19,8 +19,8 @@ import dataclasses
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import keras
 
@@ -33,65 +33,15 @@ from kcv.train.class_weights import parse_class_weights, resolve_class_weights
 from kcv.train.fused_bn import fused_batch_norm
 from kcv.contracts import CONFIG_FILE, METRICS_FILE
 
-OPTIMIZERS = ("adam", "sgd", "adamw")
-SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-GLOBAL_DEFAULTS = {"img_size": 64, "epochs": 10, "batch_size": 32, "lr": 1e-3}
-NOT_RECORDED = ("verbose", "resume")
+from kcv.train import options
+from kcv.train.options import OPTIMIZERS, PRECISIONS, SCHEDULES  # noqa: F401  (re-exported)
+
+# "The architecture's default" when its train_defaults have none (Option.fallback).
+GLOBAL_DEFAULTS = {o.name: o.fallback for o in options.CORE if o.fallback is not None}
+NOT_RECORDED = tuple(o.name for o in options.options().values() if not o.record)
 
 
-@dataclass
-class TrainConfig:
-    """Every argument of ``kcv train``; ``None`` means "the architecture's default".
-
-    ``batch_size`` is global (split over replicas when distributed). ``augment`` is a
-    policy string or YAML path (``None``: the task's default, ``"none"``: off).
-    ``resume`` names a run directory to continue; the run's config is used (``epochs``
-    may be raised).
-    """
-
-    arch: str | None = None
-    data: str = "shapes"
-    epochs: int | None = None
-    batch_size: int | None = None
-    img_size: int | None = None
-    lr: float | None = None
-    optimizer: str = "adam"
-    loss: str = "ce"
-    class_weights: str | None = None  # "w1,w2,..." or "auto" (kcv.train.class_weights)
-    seed: int = 0
-    val_split: float = 0.2
-    out: str = str(runs.DEFAULT_ROOT)
-    name: str | None = None
-    model_args: dict = field(default_factory=dict)
-    augment: str | None = None
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float | None = None
-    label_smoothing: float = 0.0
-    patience: int | None = None
-    precision: str = "float32"
-    jit: bool = False
-    steps_per_execution: int = 1
-    distribute: str = "auto"
-    tensorboard: bool = False
-    resume: str | None = None
-    backbone: str | None = None  # k-NN only: a trained classifier run whose features it uses
-    # transfer learning (kcv.train.transfer)
-    pretrained: str | None = None  # a run, .keras, .weights.h5 or keras.applications .h5 file
-    freeze_backbone: bool = False
-    backbone_lr_mult: float | None = None
-    # knowledge distillation (kcv.train.distill)
-    teacher: str | None = None  # a trained run
-    temperature: float = 4.0
-    alpha: float = 0.5
-    unlabeled: str | None = None  # images that get only the distillation term
-    # self-training (kcv.train.self_training): the pseudo-labels file of the round
-    pseudo_labels: str | None = None
-    verbose: int = 1
-
+class _TrainConfigMethods:
     def resolved(self) -> "TrainConfig":
         """A copy with defaults filled in from the registry entry, and values checked."""
         from kcv.augment import default_policy, parse_policy
@@ -99,6 +49,7 @@ class TrainConfig:
         if not self.arch:
             raise KcvError("--arch is required (or --resume RUN to continue a run)")
         spec = get_spec(self.arch)
+        options.refuse_unsupported(self, spec)  # before the defaults fill what was not given
         d = {**GLOBAL_DEFAULTS, **{k: v for k, v in spec.train_defaults.items() if k != "model_args"}}
         cfg = dataclasses.replace(self)
         for key in GLOBAL_DEFAULTS:
@@ -117,49 +68,43 @@ class TrainConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_RECORDED}
 
 
+TrainConfig = options.config_class("TrainConfig", options.TRAIN_GROUPS, base=_TrainConfigMethods, doc="""\
+Every argument of ``kcv train``; ``None`` means "the architecture's default".
+
+One field per :class:`~kcv.train.options.Option` of :data:`kcv.train.options.TRAIN_GROUPS`
+(names, defaults and meaning are declared there, once). ``batch_size`` is global (split
+over replicas when distributed). ``augment`` is a policy string or YAML path (``None``: the
+task's default, ``"none"``: off). ``resume`` names a run directory to continue; the run's
+config is used (``epochs`` may be raised).
+""", module=__name__)
+
+
 def _check(cfg: TrainConfig, spec) -> None:
-    for flag, value in (("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size),
-                        ("--steps-per-execution", cfg.steps_per_execution)):
-        if int(value) < 1:
-            raise KcvError(f"{flag} {value}: must be at least 1")
+    options.check_values(cfg)  # choices and ranges the schema declares
     if cfg.img_size < spec.min_size:
         raise KcvError(f"--img-size {cfg.img_size}: {spec.name} needs at least {spec.min_size} px")
-    if not cfg.lr > 0:
-        raise KcvError(f"--lr {cfg.lr}: must be positive")
-    if cfg.loss not in losses.LOSSES:
-        raise KcvError(f"--loss '{cfg.loss}': choose one of {', '.join(losses.LOSSES)}")
     parse_class_weights(cfg.class_weights)  # format errors before any data is loaded
-    for flag, value, choices in (("--optimizer", cfg.optimizer, OPTIMIZERS),
-                                 ("--schedule", cfg.schedule, SCHEDULES),
-                                 ("--precision", cfg.precision, PRECISIONS),
-                                 ("--distribute", cfg.distribute, distribute.MODES)):
-        if value not in choices:
-            raise KcvError(f"{flag} '{value}': choose one of {', '.join(choices)}")
-    if not 0 <= cfg.label_smoothing < 1:
-        raise KcvError(f"--label-smoothing {cfg.label_smoothing}: must be in [0, 1)")
     if cfg.label_smoothing and spec.task != "classification":
         raise KcvError("--label-smoothing: classification only")
-    if cfg.weight_decay < 0 or not 0 <= cfg.momentum < 1:
-        raise KcvError("--weight-decay must be >= 0 and --momentum in [0, 1)")
     if not 0 <= cfg.warmup_epochs < cfg.epochs:
         raise KcvError(f"--warmup-epochs {cfg.warmup_epochs}: must be in [0, --epochs)")
-    if cfg.patience is not None and cfg.patience < 1:
-        raise KcvError(f"--patience {cfg.patience}: must be at least 1")
     if cfg.tensorboard:
         import importlib.util
 
         if importlib.util.find_spec("tensorboard") is None:
             raise KcvError("--tensorboard: the tensorboard package is not installed "
                            "(pip install tensorboard, or pip install 'kcv[tensorboard]')")
-    for p in PLUGINS:  # flag errors of the plugins' options, before any data is loaded
-        p.check(cfg, spec)
+    for plugin in PLUGINS:  # flag errors of the techniques' options, before any data is loaded
+        plugin().check(cfg, spec)
 
 
 class TrainPlugin:
     """Extension point for training variants (distillation, transfer, self-training).
 
-    Subclass, override what you need, and :func:`register_plugin` an instance. Every hook
-    is called only when :meth:`applies` is true for the run's config.
+    Subclass, override what you need, and :func:`register_plugin` the class: every run
+    makes its own instance, so state kept on ``self`` (a transfer report, a teacher's size)
+    belongs to one run. Every hook is called only when :meth:`applies` is true for the
+    run's config; the options a technique reads are declared in :mod:`kcv.train.options`.
     """
 
     def applies(self, cfg: TrainConfig) -> bool:
@@ -168,7 +113,7 @@ class TrainPlugin:
     def check(self, cfg: TrainConfig, spec) -> None:
         """Raise :class:`KcvError` for bad options (called for every plugin, applying or not,
         when the config is resolved, so that e.g. a flag given without its companion is
-        reported before any data is loaded)."""
+        reported before any data is loaded). Choices and ranges are checked by the schema."""
 
     def prepare_data(self, source, cfg: TrainConfig):
         """Return the :class:`~kcv.data.pipeline.DataSource` to train on (e.g. with
@@ -195,12 +140,15 @@ class TrainPlugin:
         return {}
 
 
-PLUGINS: list[TrainPlugin] = []
+PLUGINS: list[Callable[[], TrainPlugin]] = []  # factories (classes): a fresh technique per run
 
 
-def register_plugin(plugin: TrainPlugin) -> TrainPlugin:
-    PLUGINS.append(plugin)
-    return plugin
+def register_plugin(factory: Callable[[], TrainPlugin]):
+    """Register a :class:`TrainPlugin` subclass (or a factory of instances); returns it."""
+    if isinstance(factory, TrainPlugin) or not callable(factory):
+        raise TypeError("register_plugin takes a TrainPlugin class (each run makes its own instance)")
+    PLUGINS.append(factory)
+    return factory
 
 
 def make_schedule(cfg: TrainConfig, steps_per_epoch: int):
@@ -259,7 +207,7 @@ def train(config: TrainConfig) -> Path | None:
 
     compat.check()
 
-    if not config.resume and (config.backbone is not None or get_spec(config.arch).family == "knn"):
+    if not config.resume and config.arch and get_spec(config.arch).capabilities.references:
         from kcv.train.knn import fit_knn  # no gradients: one pass stores the reference set
 
         return fit_knn(config)
@@ -310,7 +258,7 @@ class _Job:
     def __init__(self, cfg: TrainConfig, spec, source, strategy):
         from kcv.augment import parse_policy
 
-        self.plugins = [p for p in PLUGINS if p.applies(cfg)]
+        self.plugins = [p for p in (factory() for factory in PLUGINS) if p.applies(cfg)]
         for p in self.plugins:
             source = p.prepare_data(source, cfg)
         self.cfg, self.spec, self.source, self.strategy = cfg, spec, source, strategy

@@ -42,42 +42,32 @@ from pathlib import Path
 import numpy as np
 
 from kcv import metrics, runs
+from kcv.capabilities import FITS
 from kcv.errors import KcvError
+from kcv.train import options
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
+from kcv.train.options import DEFAULT_NOISE  # noqa: F401  (re-exported)
 from kcv.contracts import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, IGNORE_LABEL, METRICS_FILE, MODEL_FILE
 
-DEFAULT_NOISE = "flip,crop=0.8,randaugment=2x9"
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
 
 
-@dataclass
-class SelfTrainConfig:
-    """``kcv self-train``: ``base`` is the teacher's (round 0) training config; its ``out``
-    and ``name`` place the self-training run itself.
+SelfTrainConfig = options.config_class("SelfTrainConfig", (options.SELF_TRAIN,), first=[("base", TrainConfig)],
+                                       module=__name__, doc="""\
+``kcv self-train``: ``base`` is the teacher's (round 0) training config; its ``out`` and
+``name`` place the self-training run itself. The other fields are the options of
+:data:`kcv.train.options.SELF_TRAIN` (declared there, once):
 
-    Attributes:
-        unlabeled: ``--unlabeled``: a flat folder of images, ``shapes`` or ``shapes:N``.
-        rounds: student rounds after the teacher (``--rounds``).
-        threshold: keep pseudo-labels whose confidence (max probability) is at least this.
-        soft: soft targets (the teacher's probabilities; classification only) or hard.
-        balance: equal pseudo-label counts per class (classification; :func:`balanced`).
-        teacher: an existing run to start from instead of training round 0.
-        student_arch, student_model_args, student_epochs: the students' architecture,
-            hyperparameters and epochs (default: the teacher's).
-        noise: the students' augmentation policy (``--noise``).
-    """
-
-    base: TrainConfig
-    unlabeled: str = "shapes"
-    rounds: int = 1
-    threshold: float = 0.8
-    soft: bool = False
-    balance: bool = True
-    teacher: str | None = None
-    student_arch: str | None = None
-    student_model_args: dict | None = None
-    student_epochs: int | None = None
-    noise: str = DEFAULT_NOISE
+- ``unlabeled``: a flat folder of images, ``shapes`` or ``shapes:N``.
+- ``rounds``: student rounds after the teacher.
+- ``threshold``: keep pseudo-labels whose confidence (max probability) is at least this.
+- ``soft``: soft targets (the teacher's probabilities; classification only) or hard.
+- ``balance``: equal pseudo-label counts per class (classification; :func:`balanced`).
+- ``teacher``: an existing run to start from instead of training round 0.
+- ``student_arch``, ``student_model_args``, ``student_epochs``: the students' architecture,
+  hyperparameters and epochs (default: the teacher's).
+- ``noise``: the students' augmentation policy.
+""")
 
 
 # ------------------------------------------------------------------------------------------
@@ -214,7 +204,7 @@ class PseudoLabelPlugin(TrainPlugin):
         return {"pseudo_labels_used": self.info}
 
 
-register_plugin(PseudoLabelPlugin())
+register_plugin(PseudoLabelPlugin)
 
 
 # ------------------------------------------------------------------------------------------
@@ -225,12 +215,10 @@ def _checked(cfg: SelfTrainConfig):
     """``(resolved teacher config, resolved student config template, task)``."""
     from kcv.registry import get_spec
 
-    if cfg.rounds < 1:
-        raise KcvError(f"--rounds {cfg.rounds}: must be at least 1")
-    if not 0.0 <= cfg.threshold < 1.0:
-        raise KcvError(f"--threshold {cfg.threshold}: must be in [0, 1)")
+    options.check_values(cfg, options.SELF_TRAIN)
     base = cfg.base.resolved()
     task = get_spec(base.arch).task
+    _refuse_reference_students(cfg, base)
     if cfg.soft and task != "classification":
         raise KcvError("--soft: soft pseudo-labels are for classification; segmentation uses "
                        "per-pixel hard labels (pixels under --threshold are ignored)")
@@ -248,6 +236,20 @@ def _checked(cfg: SelfTrainConfig):
         except KcvError as e:
             raise KcvError(f"--teacher {e}") from None
     return base, student, task
+
+
+def _refuse_reference_students(cfg: SelfTrainConfig, base: TrainConfig) -> None:
+    """Students learn from pseudo-labels by gradient descent; a model fitted from a
+    reference set would drop them without a word. (It may be the round-0 teacher.)"""
+    from kcv.registry import get_spec
+
+    arch = cfg.student_arch or base.arch
+    caps = get_spec(arch).capabilities
+    if not caps.gradients:
+        flag = "--student-arch" if cfg.student_arch else "--arch"
+        raise KcvError(f"{flag} {arch}: the students would be {arch}, which is {caps.describe()} "
+                       f"and cannot learn from pseudo-labels; pass --student-arch with a model "
+                       f"{FITS['gradients']}")
 
 
 def self_train(cfg: SelfTrainConfig) -> Path:

@@ -345,17 +345,12 @@ class TransferPlugin(TrainPlugin):
         return bool(cfg.pretrained or cfg.freeze_backbone or cfg.backbone_lr_mult is not None)
 
     def check(self, cfg: TrainConfig, spec) -> None:
-        if spec.family == "knn" and self.applies(cfg):
-            raise KcvError("--pretrained/--freeze-backbone/--backbone-lr-mult: k-NN has no weights to "
-                           "transfer; use --backbone RUN for its features")
         if cfg.freeze_backbone and cfg.backbone_lr_mult is not None:
             raise KcvError("--freeze-backbone and --backbone-lr-mult exclude each other "
                            "(frozen = a multiplier of 0)")
         if (cfg.freeze_backbone or cfg.backbone_lr_mult is not None) and not cfg.pretrained:
             flag = "--freeze-backbone" if cfg.freeze_backbone else "--backbone-lr-mult"
             raise KcvError(f"{flag} needs --pretrained RUN|FILE (a backbone worth keeping)")
-        if cfg.backbone_lr_mult is not None and not 0 <= cfg.backbone_lr_mult:
-            raise KcvError(f"--backbone-lr-mult {cfg.backbone_lr_mult}: must be >= 0")
         if cfg.pretrained and not Path(cfg.pretrained).exists():
             raise KcvError(f"--pretrained {cfg.pretrained}: no such run directory or file")
 
@@ -384,4 +379,4 @@ class TransferPlugin(TrainPlugin):
         return {"transfer": out}
 
 
-register_plugin(TransferPlugin())
+register_plugin(TransferPlugin)

@@ -28,7 +28,7 @@ import difflib
 import keras
 import numpy as np
 
-from kcv import compat
+from kcv import capabilities, compat
 from kcv.contracts import main_output
 from kcv.errors import KcvError
 from kcv.layers.adaptive_pool import AdaptiveAvgPool2D
@@ -42,20 +42,11 @@ def _is_map(shape) -> bool:
     return shape is not None and len(shape) == 4
 
 
-def _all_layers(model):
-    """Layers of ``model``, nested models' layers included."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
-def _reject_knn(model) -> None:
-    from kcv.models.classification.knn import NearestNeighbors
-
-    if any(isinstance(layer, NearestNeighbors) for layer in _all_layers(model)):
-        raise KcvError("Grad-CAM needs gradients, and a k-NN model predicts by a nearest-neighbour "
-                       "vote, which has none; explain the classifier its --backbone came from instead")
+def _refuse_without_gradcam(model) -> None:
+    caps = capabilities.of_model(model)
+    if not caps.gradcam:
+        raise KcvError(f"Grad-CAM needs gradients of a convolutional feature map, and "
+                       f"{caps.why or model.name + ' has none'}")
 
 
 def default_target(model: keras.Model):
@@ -111,7 +102,7 @@ class GradCam:
     """
 
     def __init__(self, model: keras.Model, layer: str | None = None):
-        _reject_knn(model)
+        _refuse_without_gradcam(model)
         tensor, self.layer = default_target(model) if layer is None else named_target(model, layer)
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # same structure as model
         self.model = keras.Model(inputs, [tensor, main_output(model)], name=f"{model.name}_gradcam")

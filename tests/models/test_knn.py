@@ -128,9 +128,9 @@ def test_neighbour_ties_are_found_and_left_out_of_the_export_check():
     reference = np.array([[0.7, 0.3], [0.9, 0.1]])
     candidate = np.array([[0.4, 0.6], [0.9, 0.1 + 2e-5]])  # a swap at the tie; noise elsewhere
     entry = verify.compare(reference, candidate, np.array([0, 0]), "classification", 2, ties=ties)
-    assert entry["max_abs_diff"] == pytest.approx(2e-5) and entry["knn_ties"] == 1
+    assert entry["max_abs_diff"] == pytest.approx(2e-5) and entry["ties"] == 1
     assert entry["max_abs_diff_ties"] == pytest.approx(0.3) and entry["agreement"] == 0.5
-    assert "knn_ties" not in verify.compare(reference, candidate, np.array([0, 0]), "classification", 2)
+    assert "ties" not in verify.compare(reference, candidate, np.array([0, 0]), "classification", 2)
 
 
 def test_bad_settings_are_user_errors():

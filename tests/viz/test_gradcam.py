@@ -56,7 +56,7 @@ def test_bad_layer_is_one_line(small_cnn, layer, message):
 
 def test_knn_is_refused_with_a_reason():
     model = kcv.create_model("knn", 3, (8, 8, 3), reference_size=6, k=3)
-    with pytest.raises(KcvError, match="nearest-neighbour vote, which has none"):
+    with pytest.raises(KcvError, match="nearest-neighbour vote, which has no gradients"):
         GradCam(model)
 
 

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from kcv.capabilities import Capabilities
 from kcv.errors import KcvError
 from kcv.layers import normalized_input
 from kcv.registry import register
@@ -54,7 +55,14 @@ class NearestNeighbors(keras.layers.Layer):
     Weights (non-trainable): ``references [N, D]`` float32, ``labels [N]`` int32 and, for
     cosine, ``center [D]`` (the references' mean); fill them with :meth:`set_reference`.
     Input ``[B, D]``; output ``[B, C]`` log vote fractions.
+
+    Its :class:`~kcv.capabilities.Capabilities` (also the registry's for ``knn``): fitted
+    from references, no Grad-CAM (a vote has no gradient), ties (see :func:`neighbour_ties`).
     """
+
+    capabilities = Capabilities(fit="references", gradcam=False, ties=True,
+                                why="a k-NN model predicts by a nearest-neighbour vote, which has no gradients")
+    tie_rule = f"k-NN neighbour tie (k-th and (k+1)-th distance within {TIE_REL:g})"
 
     def __init__(self, num_references: int, num_classes: int, k: int = 5, metric: str = "l2",
                  weighting: str = "uniform", **kwargs):
@@ -114,6 +122,15 @@ class NearestNeighbors(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
+    def macs_per_image(self) -> int:
+        """One distance matmul per image, [1, D] × [D, N] (read by :mod:`kcv.models.analysis`)."""
+        refs = self.references.shape
+        return int(refs[0]) * int(refs[1])
+
+    def tie_mask(self, model: keras.Model, images):
+        """:func:`neighbour_ties` of ``model`` (the ``ties`` capability's protocol)."""
+        return neighbour_ties(model, images)
+
     def get_config(self):
         return {**super().get_config(), "num_references": self.num_references,
                 "num_classes": self.num_classes, "k": self.k, "metric": self.metric,
@@ -168,7 +185,7 @@ def build_knn(num_classes: int, input_shape, k: int = 5, metric: str = "l2",
 
 
 @register("knn", task="classification", family="knn", min_size=8,
-          paper="Cover & Hart 1967",
+          paper="Cover & Hart 1967", capabilities=NearestNeighbors.capabilities,
           train_defaults={"img_size": 32, "epochs": 1, "batch_size": 64, "lr": 1e-3})
 def knn(num_classes, input_shape=(32, 32, 3), k=5, metric="l2", weighting="uniform",
         reference_size=None):
