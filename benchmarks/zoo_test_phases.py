@@ -63,7 +63,7 @@ def phases(name: str, tmp: Path) -> dict:
 
 
 def main(names):
-    names = names or [n for n in kcv.list_models() if n != "knn"]
+    names = names or [n for n in kcv.list_models() if get_spec(n).capabilities.gradients]
     print(f"{'model':<18}{'px':>4}{'params':>13}{'MB':>8}{'build':>8}{'step':>8}{'save/load':>10}"
           f"{'convert':>9}{'litert':>8}{'total':>8}", flush=True)
     for name in names:

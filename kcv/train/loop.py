@@ -34,7 +34,6 @@ from kcv.train.fused_bn import fused_batch_norm
 from kcv.contracts import CONFIG_FILE, METRICS_FILE
 
 from kcv.train import options
-from kcv.train.options import OPTIMIZERS, PRECISIONS, SCHEDULES  # noqa: F401  (re-exported)
 
 # "The architecture's default" when its train_defaults have none (Option.fallback).
 GLOBAL_DEFAULTS = {o.name: o.fallback for o in options.CORE if o.fallback is not None}

@@ -46,7 +46,6 @@ from kcv.capabilities import FITS
 from kcv.errors import KcvError
 from kcv.train import options
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
-from kcv.train.options import DEFAULT_NOISE  # noqa: F401  (re-exported)
 from kcv.contracts import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, IGNORE_LABEL, METRICS_FILE, MODEL_FILE
 
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
