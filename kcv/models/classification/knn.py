@@ -61,7 +61,8 @@ class NearestNeighbors(keras.layers.Layer):
     """
 
     capabilities = Capabilities(fit="references", gradcam=False, ties=True,
-                                why="a k-NN model predicts by a nearest-neighbour vote, which has no gradients")
+                                why="a k-NN model predicts by a nearest-neighbour vote, which has no gradients "
+                                    "(explain the classifier its --backbone came from instead)")
     tie_rule = f"k-NN neighbour tie (k-th and (k+1)-th distance within {TIE_REL:g})"
 
     def __init__(self, num_references: int, num_classes: int, k: int = 5, metric: str = "l2",
