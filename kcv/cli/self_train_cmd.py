@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kcv.train.options import CORE, SELF_TRAIN, TRANSFER, VERBOSITY, click_options, from_cli
+from kcv.train.options import CORE, SELF_TRAIN, TRANSFER, VERBOSITY, click_options, config_kwargs
 
 # train's options, less those that mean nothing here: a self-training run does not resume,
 # and --backbone is for models fitted from references, which cannot be students.
@@ -38,8 +38,8 @@ def command(**params):
     from kcv.train.self_training import SelfTrainConfig, self_train, summary_table
     from kcv import runs
 
-    base = TrainConfig(**from_cli(params, CORE, TRANSFER, VERBOSITY))
-    cfg = SelfTrainConfig(base, **from_cli(params, SELF_TRAIN))
+    base = TrainConfig(**config_kwargs(params, CORE, TRANSFER, VERBOSITY))
+    cfg = SelfTrainConfig(base, **config_kwargs(params, SELF_TRAIN))
     run_dir = self_train(cfg)
     rows = runs.load_config(run_dir)["self_training"]["summary"]
     click.echo(summary_table(rows))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kcv.contracts import METRICS_FILE
-from kcv.train.options import CORE, DISTILL, TRANSFER, VERBOSITY, click_options, from_cli, options
+from kcv.train.options import CORE, DISTILL, TRANSFER, VERBOSITY, click_options, config_kwargs, options
 
 GROUPS = (CORE, TRANSFER, DISTILL, VERBOSITY)
 
@@ -43,7 +43,7 @@ def command(**params):
                            f"(only --epochs may be raised)")
     elif not params["arch"]:
         raise KcvError("--arch is required (see `kcv models`), or --resume RUN")
-    cfg = TrainConfig(**from_cli(params, *GROUPS))
+    cfg = TrainConfig(**config_kwargs(params, *GROUPS))
     run_dir = train(cfg)
     if run_dir is None:
         click.echo("worker done (the chief writes the run directory)")

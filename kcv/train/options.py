@@ -128,54 +128,54 @@ class Option:
 # ------------------------------------------------------------------------------------------
 # The groups. Order is the order of `--help`; every field of TrainConfig is declared here.
 
-G = "gradients"  # needs: only a model trained by gradient descent can honour the option
+GRAD = "gradients"  # needs=GRAD: only a model trained by gradient descent can honour the option
 
 CORE = (
     Option("arch", help="Architecture name (see `kcv models`); required unless --resume."),
     Option("data", default="shapes",
            help="'shapes', 'shapes:N' (N training images) or a data folder (docs/design.md §5 layouts)."),
-    Option("epochs", int, fallback=10, within="[1, inf)", needs=G, with_resume=True,
+    Option("epochs", int, fallback=10, within="[1, inf)", needs=GRAD, with_resume=True,
            help="Epochs [default: the architecture's]; with --resume, the new total."),
     Option("batch_size", int, fallback=32, within="[1, inf)",
            help="Global batch size (split over replicas) [default: the architecture's]."),
     Option("img_size", int, fallback=64, help="Square input side in pixels [default: the architecture's]."),
-    Option("lr", float, fallback=1e-3, within="(0, inf)", needs=G,
+    Option("lr", float, fallback=1e-3, within="(0, inf)", needs=GRAD,
            help="Peak learning rate [default: the architecture's]."),
-    Option("optimizer", default="adam", choices=OPTIMIZERS, needs=G,
+    Option("optimizer", default="adam", choices=OPTIMIZERS, needs=GRAD,
            help="Optimizer; sgd uses --momentum and Nesterov."),
-    Option("schedule", default="constant", choices=SCHEDULES, needs=G,
+    Option("schedule", default="constant", choices=SCHEDULES, needs=GRAD,
            help="Learning-rate schedule: constant, or cosine decay to 0 over the run."),
-    Option("warmup_epochs", float, 0.0, needs=G,
+    Option("warmup_epochs", float, 0.0, needs=GRAD,
            help="Linear learning-rate warm-up from 0 over this many epochs (fractions allowed)."),
-    Option("momentum", float, 0.9, within="[0, 1)", needs=G, help="SGD momentum."),
-    Option("nesterov", bool, True, secondary="--no-nesterov", needs=G, help="Nesterov momentum for sgd."),
-    Option("weight_decay", float, within="[0, inf)", needs=G,
+    Option("momentum", float, 0.9, within="[0, 1)", needs=GRAD, help="SGD momentum."),
+    Option("nesterov", bool, True, secondary="--no-nesterov", needs=GRAD, help="Nesterov momentum for sgd."),
+    Option("weight_decay", float, within="[0, inf)", needs=GRAD,
            help="Decoupled weight decay, biases and BN excluded [default: 1e-4 for adamw, else 0]."),
-    Option("label_smoothing", float, 0.0, within="[0, 1)", needs=G,
+    Option("label_smoothing", float, 0.0, within="[0, 1)", needs=GRAD,
            help="Label smoothing for classification (targets become one-hot)."),
-    Option("augment", metavar="POLICY", needs=G,
+    Option("augment", metavar="POLICY", needs=GRAD,
            help="Augmentation policy, e.g. 'flip,rotate=15,crop=0.8,cutmix', 'none', or a YAML file "
                 "[default: flip for segmentation, flip,crop=0.8 for classification]. See docs/training.md 'Augmentation'."),
-    Option("patience", int, within="[1, inf)", needs=G,
+    Option("patience", int, within="[1, inf)", needs=GRAD,
            help="Stop early after N epochs without a better validation metric."),
-    Option("loss", default="ce", choices=losses.LOSSES, needs=G,
+    Option("loss", default="ce", choices=losses.LOSSES, needs=GRAD,
            help="Loss: cross-entropy, one-vs-rest sigmoid cross-entropy (bce), soft Dice, focal "
                 "(gamma 2) or CE + Dice; segmentation losses ignore mask label 255. Dice is for "
                 "segmentation only."),
-    Option("class_weights", metavar="W1,W2,...|auto", needs=G,
+    Option("class_weights", metavar="W1,W2,...|auto", needs=GRAD,
            help="Per-class loss weights, one per class in class order, or 'auto' = inverse "
                 "frequency in the training targets, w_c = N / (C * n_c)."),
     Option("seed", int, 0, help="Seed for weights, shuffling, augmentation and splits."),
     Option("val_split", float, 0.2, help="Validation fraction for DATA/<class>/ folders without train/ and val/."),
-    Option("precision", default="float32", choices=PRECISIONS, needs=G,
+    Option("precision", default="float32", choices=PRECISIONS, needs=GRAD,
            help="Compute precision; mixed_float16 uses dynamic loss scaling; weights stay float32."),
-    Option("jit", bool, False, needs=G, help="Compile the train step with XLA."),
-    Option("steps_per_execution", int, 1, within="[1, inf)", needs=G,
+    Option("jit", bool, False, needs=GRAD, help="Compile the train step with XLA."),
+    Option("steps_per_execution", int, 1, within="[1, inf)", needs=GRAD,
            help="Train steps per tf.function call (less Python overhead for small models)."),
-    Option("distribute", default="auto", choices=distribute.MODES, needs=G,
+    Option("distribute", default="auto", choices=distribute.MODES, needs=GRAD,
            help="tf.distribute strategy: mirrored = all local GPUs; multiworker = TF_CONFIG cluster, "
                 "same command on every node, the chief writes the run."),
-    Option("tensorboard", bool, False, needs=G, help="Also write TensorBoard logs to RUN/tensorboard/."),
+    Option("tensorboard", bool, False, needs=GRAD, help="Also write TensorBoard logs to RUN/tensorboard/."),
     Option("resume", metavar="RUN", record=False, with_resume=True,
            help="Continue RUN (a run directory or its name) at its next epoch, with its config."),
     Option("out", default=str(runs.DEFAULT_ROOT), with_resume=True, help="Folder that holds run directories."),
@@ -188,34 +188,34 @@ CORE = (
 )
 
 TRANSFER = (  # kcv.train.transfer
-    Option("pretrained", metavar="RUN|FILE", needs=G,
+    Option("pretrained", metavar="RUN|FILE", needs=GRAD,
            help="Transfer learning: start from a kcv run, a .keras / .weights.h5 file or a "
                 "keras.applications .h5 weights file on disk; layers are matched by name (or, "
                 "for a same-architecture file with other names, by order) where shapes agree; "
                 "the head is freshly initialised, so task and classes may differ."),
-    Option("freeze_backbone", bool, False, needs=G,
+    Option("freeze_backbone", bool, False, needs=GRAD,
            help="With --pretrained: train only the head (feature extraction); the backbone's "
                 "BatchNorm stays in inference mode."),
-    Option("backbone_lr_mult", float, metavar="F", within="[0, inf)", needs=G,
+    Option("backbone_lr_mult", float, metavar="F", within="[0, inf)", needs=GRAD,
            help="With --pretrained: fine-tune everything, the backbone at F x the head's "
                 "learning rate (e.g. 0.1)."),
 )
 
 DISTILL = (  # kcv.train.distill
-    Option("teacher", metavar="RUN", needs=G,
+    Option("teacher", metavar="RUN", needs=GRAD,
            help="Knowledge distillation from a trained run: loss = A*CE + (1-A)*T^2*KL(teacher/T || "
                 "student/T); only the student is saved and exported."),
-    Option("temperature", float, 4.0, within="(0, inf)", needs=G,
+    Option("temperature", float, 4.0, within="(0, inf)", needs=GRAD,
            help="Distillation temperature T (with --teacher)."),
-    Option("alpha", float, 0.5, within="[0, 1]", needs=G,
+    Option("alpha", float, 0.5, within="[0, 1]", needs=GRAD,
            help="Weight A of the label loss; 1 - A goes to the distillation term (with --teacher)."),
-    Option("unlabeled", metavar="DIR|shapes[:N]", needs=G,
+    Option("unlabeled", metavar="DIR|shapes[:N]", needs=GRAD,
            help="With --teacher: also train on these unlabeled images (a flat folder), which get "
                 "the distillation term only."),
 )
 
 PSEUDO_LABELS = (  # kcv.train.self_training: what `kcv self-train` passes a student round
-    Option("pseudo_labels", needs=G, cli=False, help="The pseudo-labels file (.npz) of the round."),
+    Option("pseudo_labels", needs=GRAD, cli=False, help="The pseudo-labels file (.npz) of the round."),
 )
 
 VERBOSITY = (
@@ -287,7 +287,7 @@ def click_options(*groups, exclude=(), overrides: dict | None = None):
     return deco
 
 
-def from_cli(params: dict, *groups) -> dict:
+def config_kwargs(params: dict, *groups) -> dict:
     """Config keyword arguments of ``groups`` from a click command's ``params``."""
     return {o.name: o.from_cli(params[o.name]) for o in options(*groups).values() if o.name in params}
 

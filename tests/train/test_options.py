@@ -50,7 +50,7 @@ def test_a_new_option_reaches_click_the_config_and_the_checks():
     @click.command()
     @options.click_options(group)
     def cmd(**params):
-        cfg = Config(**options.from_cli(params, group))
+        cfg = Config(**options.config_kwargs(params, group))
         options.check_values(cfg, group)
         click.echo(f"{cfg.gamma} {cfg.head}")
 
