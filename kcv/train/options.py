@@ -155,7 +155,8 @@ CORE = (
            help="Label smoothing for classification (targets become one-hot)."),
     Option("augment", metavar="POLICY", needs=GRAD,
            help="Augmentation policy, e.g. 'flip,rotate=15,crop=0.8,cutmix', 'none', or a YAML file "
-                "[default: flip for segmentation, flip,crop=0.8 for classification]. See docs/training.md 'Augmentation'."),
+                "[default: flip for segmentation, flip,crop=0.8 for classification]. "
+                "See docs/training.md 'Augmentation'."),
     Option("patience", int, within="[1, inf)", needs=GRAD,
            help="Stop early after N epochs without a better validation metric."),
     Option("loss", default="ce", choices=losses.LOSSES, needs=GRAD,
