@@ -83,7 +83,8 @@ def fit_knn(config) -> Path:
 
     spec = get_spec(config.arch)
     if not spec.capabilities.references:
-        raise KcvError(f"--arch {config.arch}: is {spec.capabilities.describe()}, not fitted from references")
+        raise KcvError(f"--arch {config.arch}: {spec.name} is {spec.capabilities.describe()}, "
+                       "not fitted from a reference set")
     options.refuse_unsupported(config, spec)  # before the backbone run is read
     features, backbone_cfg = (None, None)
     if config.backbone is not None:
