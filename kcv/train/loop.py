@@ -27,13 +27,11 @@ import keras
 from kcv import compat, losses, metrics, runs
 from kcv.errors import KcvError
 from kcv.registry import create_model, get_spec
-from kcv.train import distribute
+from kcv.train import distribute, options
 from kcv.train.callbacks import LAST_FILE, NanGuard, RunWriter, finalize, float32_outputs, read_state, versions
 from kcv.train.class_weights import parse_class_weights, resolve_class_weights
 from kcv.train.fused_bn import fused_batch_norm
 from kcv.contracts import CONFIG_FILE, METRICS_FILE
-
-from kcv.train import options
 
 # "The architecture's default" when its train_defaults have none (Option.fallback).
 GLOBAL_DEFAULTS = {o.name: o.fallback for o in options.CORE if o.fallback is not None}
