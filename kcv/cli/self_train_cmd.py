@@ -7,8 +7,9 @@ import click
 from kcv.train.options import CORE, SELF_TRAIN, TRANSFER, VERBOSITY, click_options, config_kwargs
 
 # train's options, less those that mean nothing here: a self-training run does not resume,
-# and --backbone is for models fitted from references, which cannot be students.
-GROUPS, EXCLUDED = (CORE, TRANSFER, SELF_TRAIN, VERBOSITY), ("resume", "backbone")
+# --backbone is for models fitted from references, which cannot be students, and --patience
+# is self-training's own (rounds without a better model, not epochs).
+GROUPS, EXCLUDED = (CORE, TRANSFER, SELF_TRAIN, VERBOSITY), ("resume", "backbone", "patience")
 # The same options, worded for round 0 (the students take the --student-* and --noise ones).
 WORDING = {
     "arch": {"required": True, "help": "Teacher architecture (round 0), see `kcv models`."},
@@ -25,8 +26,9 @@ def command(**params):
     """Noisy Student self-training: teacher -> pseudo-labels -> noisy student, ROUNDS times.
 
     Writes saved_models/<name>/ with rounds/round0 (the teacher), rounds/round1..N (the
-    students), summary.csv/summary.md, and the final student's model.keras and
-    metrics.json, so `kcv eval/export/predict` take the run like any other.
+    students), summary.csv/summary.md, and the model.keras and metrics.json of the best
+    round on validation (teacher included), so `kcv eval/export/predict` take the run like
+    any other.
 
     \b
     Examples:
@@ -43,4 +45,6 @@ def command(**params):
     run_dir = self_train(cfg)
     rows = runs.load_config(run_dir)["self_training"]["summary"]
     click.echo(summary_table(rows))
-    click.echo(f"saved {run_dir} (the final student's model.keras and metrics.json)")
+    info = runs.load_config(run_dir)["self_training"]
+    click.echo(f"result: {info['reason']}")
+    click.echo(f"saved {run_dir} (round {info['chosen_round']}'s model.keras and metrics.json)")

@@ -49,6 +49,8 @@ class UnlabeledImages:
         ``(image, target)`` pairs built from ONE dataset of ``(item, target)`` elements, so
         an image can never be paired with another image's target."""
         items = self.items if indices is None else _take(self.items, np.asarray(indices, np.int64))
+        if isinstance(items, list) and not items:  # an empty list would become a float32 tensor
+            items = tf.constant([], tf.string)
         size = self.img_size
         if isinstance(items, np.ndarray) and items.dtype == np.uint8:
             load = lambda x: x  # noqa: E731  (already decoded)

@@ -29,7 +29,7 @@ from kcv.train import distribute
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-DEFAULT_NOISE = "flip,crop=0.8,randaugment=2x9"
+DEFAULT_NOISE = "auto"  # kcv.train.self_training.default_noise
 
 
 def _model_args(pairs) -> dict:
@@ -230,7 +230,15 @@ SELF_TRAIN = (  # kcv self-train (kcv.train.self_training.SelfTrainConfig)
     Option("rounds", int, 1, within="[1, inf)",
            help="Student rounds; each student becomes the next round's teacher."),
     Option("threshold", float, 0.8, within="[0, 1)",
-           help="Drop pseudo-labels whose confidence (max probability; per pixel for segmentation) is lower."),
+           help="Keep pseudo-labels whose confidence (max probability; per pixel for segmentation) "
+                "is at least this, per class lowered where needed to keep --min-keep."),
+    Option("min_keep", float, 0.5, within="[0, 1]", metavar="SHARE",
+           help="Keep at least this share of each predicted class's images (pixels), the most "
+                "confident, whatever --threshold says (class-wise thresholds); 0 = the fixed "
+                "threshold. Not applied when the teacher is near chance."),
+    Option("round_patience", int, 1, within="[1, inf)", flag="--patience",
+           help="Stop after N students in a row that do not beat the best model so far; the "
+                "result is always the best of the teacher and the students on validation."),
     Option("soft", bool, False, flag="--soft", secondary="--hard",
            help="Soft targets (the teacher's probabilities; classification) or hard (argmax) pseudo-labels."),
     Option("balance", bool, True, secondary="--no-balance",
@@ -242,9 +250,10 @@ SELF_TRAIN = (  # kcv self-train (kcv.train.self_training.SelfTrainConfig)
            parse=_student_model_args,
            help="Students' hyperparameter, repeatable (e.g. dropout=0.5) [default: the --model-arg values]."),
     Option("student_epochs", int, within="[1, inf)", help="Students' epochs [default: --epochs]."),
-    Option("noise", default=DEFAULT_NOISE, metavar="POLICY",
-           help="Students' input noise (an --augment policy); dropout and stochastic depth come "
-                "from the architecture."),
+    Option("noise", default=DEFAULT_NOISE, metavar="auto|POLICY",
+           help="Students' input noise (an --augment policy); auto = RandAugment and crop scaled "
+                "with image size and model size (randaugment=2x9, crop=0.8 at 224 px; milder for "
+                "small images and models). Dropout and stochastic depth come from the architecture."),
 )
 
 TRAIN_GROUPS = (CORE, TRANSFER, DISTILL, PSEUDO_LABELS, VERBOSITY)  # the fields of TrainConfig

@@ -49,6 +49,9 @@ from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
 from kcv.contracts import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, IGNORE_LABEL, METRICS_FILE, MODEL_FILE
 
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
+# A teacher this close to chance (accuracy < 1/K + margin; mIoU < 1/K) labels noise: its
+# confident predictions are kept, but no share of the rest is forced into training.
+NEAR_CHANCE_MARGIN = 0.05
 
 
 SelfTrainConfig = options.config_class("SelfTrainConfig", (options.SELF_TRAIN,), first=[("base", TrainConfig)],
@@ -65,7 +68,13 @@ SelfTrainConfig = options.config_class("SelfTrainConfig", (options.SELF_TRAIN,),
 - ``teacher``: an existing run to start from instead of training round 0.
 - ``student_arch``, ``student_model_args``, ``student_epochs``: the students' architecture,
   hyperparameters and epochs (default: the teacher's).
-- ``noise``: the students' augmentation policy.
+- ``noise``: the students' augmentation policy; ``auto`` scales it with the image size and
+  the student's capacity (:func:`default_noise`).
+- ``min_keep``: the share of each predicted class's images (pixels) kept whatever
+  ``threshold`` says (:func:`class_thresholds`), so a round cannot collapse to no
+  pseudo-labels when the teacher is under-confident.
+- ``round_patience`` (``--patience``): stop after this many students in a row that do not
+  beat the best model so far.
 """)
 
 
@@ -109,28 +118,62 @@ def balanced(keep: np.ndarray, hard: np.ndarray, conf: np.ndarray, num_classes: 
     return np.concatenate([np.resize(g, quota) for g in groups])
 
 
+def class_thresholds(conf: np.ndarray, hard: np.ndarray, num_classes: int, threshold: float,
+                     min_keep: float) -> np.ndarray:
+    """Per-class confidence thresholds that cannot starve a class: for each predicted class
+    c, ``min(threshold, q_c)`` where ``q_c`` is the confidence of the k-th most confident
+    sample (pixel) predicted as c, k = ⌈``min_keep`` · count⌉ — so at least ``min_keep`` of
+    each predicted class is kept, and every sample above ``threshold`` too.
+
+    A fixed threshold collapses when the teacher is under-confident (a held-out set kept 9 of
+    1,287 images in round 2); class-wise thresholds that follow the teacher's own confidence
+    are the remedy of FlexMatch (Zhang et al. 2021, "FlexMatch: Boosting Semi-Supervised
+    Learning with Curriculum Pseudo Labeling", arXiv:2110.08263), in the simpler quantile
+    form. ``min_keep`` 0 gives the fixed threshold back.
+    """
+    out = np.full(num_classes, float(threshold))
+    if min_keep <= 0:
+        return out
+    conf, hard = conf.ravel(), hard.ravel()
+    for c in range(num_classes):
+        mine = np.sort(conf[hard == c])[::-1]
+        if mine.size:
+            k = int(np.ceil(min(min_keep, 1.0) * mine.size))
+            out[c] = min(out[c], float(mine[max(k, 1) - 1]))
+    return out
+
+
 def pseudo_label(model, unlabeled, task: str, threshold: float, soft: bool = False,
-                 balance: bool = False, batch_size: int = 64) -> PseudoLabels:
+                 balance: bool = False, batch_size: int = 64, min_keep: float = 0.0) -> PseudoLabels:
     """Label ``unlabeled`` (a :class:`~kcv.data.unlabeled.UnlabeledImages`) with ``model``
-    in inference mode and drop predictions whose confidence is under ``threshold``;
-    ``balance`` (classification): equal counts per class (:func:`balanced`)."""
+    in inference mode and drop predictions under their class's threshold
+    (:func:`class_thresholds`: ``threshold``, lowered where needed to keep ``min_keep`` of
+    each predicted class); ``balance`` (classification): equal counts per class
+    (:func:`balanced`). ``extra`` holds the per-class thresholds and kept counts."""
     probs = np.concatenate(list(_probabilities(model, unlabeled, batch_size)))
     conf, hard = probs.max(-1), probs.argmax(-1)
+    k = probs.shape[-1]
+    tau = class_thresholds(conf, hard, k, threshold, min_keep)
+    confident = conf >= tau[hard]
     truth = unlabeled.truth
     if task == "classification":
-        keep = np.flatnonzero(conf >= threshold)
+        keep = np.flatnonzero(confident)
+        extra = {"class_thresholds": tau.round(4).tolist(),
+                 "kept_per_class": np.bincount(hard[keep], minlength=k).tolist()}
         if balance:
-            keep = balanced(keep, hard, conf, probs.shape[-1])
+            keep = balanced(keep, hard, conf, k)
         targets = probs[keep] if soft else hard[keep].astype(np.int32)
         acc = float((hard[keep] == truth[keep]).mean()) if truth is not None and keep.size else None
-        return PseudoLabels(keep, targets, len(probs), accuracy=acc)
-    masks = np.where(conf >= threshold, hard, IGNORE_LABEL).astype(np.uint8)
+        return PseudoLabels(keep, targets, len(probs), accuracy=acc, extra=extra)
+    masks = np.where(confident, hard, IGNORE_LABEL).astype(np.uint8)
     labelled = masks != IGNORE_LABEL
     keep = np.flatnonzero(labelled.any(axis=(1, 2)))
     acc = None
     if truth is not None and labelled.any():
         acc = float((masks[labelled] == truth[labelled]).mean())
-    return PseudoLabels(keep, masks[keep], len(probs), float(labelled.mean()), acc)
+    extra = {"class_thresholds": tau.round(4).tolist(),
+             "kept_per_class": np.bincount(masks[labelled].ravel(), minlength=k).tolist()}
+    return PseudoLabels(keep, masks[keep], len(probs), float(labelled.mean()), acc, extra)
 
 
 def save_pseudo_labels(path, labels: PseudoLabels, unlabeled, threshold: float, soft: bool) -> Path:
@@ -210,6 +253,34 @@ register_plugin(PseudoLabelPlugin)
 # Noisy Student rounds
 
 
+def default_noise(img_size: int, params: int) -> str:
+    """The students' input noise for ``--noise auto``: Noisy Student's ``randaugment=2x9``
+    with ``crop=0.8`` is an ImageNet setting (224 px, EfficientNets); on 32 px images and
+    small models it left students at 0.26–0.55 *training* accuracy on a held-out set, i.e.
+    unable to fit their own data. The magnitude grows linearly from 3 at 32 px to 9 at
+    224 px, one op below 96 px, a milder crop below 96 px, and half the magnitude for
+    models under a million parameters (less capacity to absorb noise)."""
+    frac = min(max((img_size - 32) / (224 - 32), 0.0), 1.0)
+    magnitude = 3 + 6 * frac
+    if params < 1_000_000:
+        magnitude /= 2
+    ops = 1 if img_size < 96 else 2
+    crop = 0.9 if img_size < 96 else 0.8
+    return f"flip,crop={crop},randaugment={ops}x{max(int(round(magnitude)), 1)}"
+
+
+def _student_noise(cfg: SelfTrainConfig, arch: str, img_size: int, model_args: dict) -> str:
+    if cfg.noise != "auto":
+        return cfg.noise
+    import keras
+
+    from kcv.registry import create_model
+
+    params = create_model(arch, 10, (img_size, img_size, 3), **model_args).count_params()
+    keras.backend.clear_session()
+    return default_noise(img_size, params)
+
+
 def _checked(cfg: SelfTrainConfig):
     """``(resolved teacher config, resolved student config template, task)``."""
     from kcv.registry import get_spec
@@ -222,13 +293,15 @@ def _checked(cfg: SelfTrainConfig):
         raise KcvError("--soft: soft pseudo-labels are for classification; segmentation uses "
                        "per-pixel hard labels (pixels under --threshold are ignored)")
     student = dataclasses.replace(
-        cfg.base, arch=cfg.student_arch or base.arch, augment=cfg.noise, img_size=base.img_size,
-        epochs=cfg.student_epochs or cfg.base.epochs,
+        cfg.base, arch=cfg.student_arch or base.arch, img_size=base.img_size,
+        augment=None if cfg.noise == "auto" else cfg.noise, epochs=cfg.student_epochs or cfg.base.epochs,
         model_args=dict(base.model_args if cfg.student_model_args is None else cfg.student_model_args))
     resolved = student.resolved()  # flag errors of the students too, before anything trains
     if get_spec(resolved.arch).task != task:
         raise KcvError(f"--student-arch {resolved.arch}: a {get_spec(resolved.arch).task} model; "
                        f"the teacher ({base.arch}) is {task}")
+    student = dataclasses.replace(student, augment=_student_noise(cfg, resolved.arch, base.img_size,
+                                                                  resolved.model_args))
     if cfg.teacher:
         try:
             runs.resolve_run(cfg.teacher, base.out)
@@ -253,6 +326,9 @@ def _refuse_reference_students(cfg: SelfTrainConfig, base: TrainConfig) -> None:
 
 def self_train(cfg: SelfTrainConfig) -> Path:
     """Run Noisy Student self-training (see the module docstring); return the run directory.
+
+    The run's model is the best on the validation split among the teacher and every
+    student (a student that does not beat it is never handed back).
 
     Raises:
         KcvError: a bad flag, bad data or unlabeled folder, or a diverged round.
@@ -280,6 +356,14 @@ def _no_retracing_warnings():
         logger.setLevel(level)
 
 
+def near_chance(value: float | None, task: str, num_classes: int) -> bool:
+    """Whether a validation score is no better than guessing (see ``NEAR_CHANCE_MARGIN``)."""
+    if value is None:
+        return True
+    chance = 1.0 / num_classes
+    return value < chance + (NEAR_CHANCE_MARGIN if task == "classification" else 0.0)
+
+
 def _rounds(cfg: SelfTrainConfig, base: TrainConfig, student: TrainConfig, task: str, unlabeled) -> Path:
     from kcv.train.distill import load_teacher
     from kcv.train.loop import train
@@ -287,62 +371,138 @@ def _rounds(cfg: SelfTrainConfig, base: TrainConfig, student: TrainConfig, task:
     run_dir = runs.new_run_dir(base.out, base.name or f"{base.arch}-selftrain")
     rounds_dir = run_dir / "rounds"
     say = print if base.verbose else (lambda *a, **k: None)
-    say(f"self-training {base.arch} -> {run_dir}: {cfg.rounds} round(s), {len(unlabeled)} unlabeled "
-        f"images ({cfg.unlabeled}), threshold {cfg.threshold:g}, {'soft' if cfg.soft else 'hard'} "
-        f"pseudo-labels, student noise {cfg.noise}", flush=True)
-    if cfg.teacher:
-        teacher_dir = runs.resolve_run(cfg.teacher, base.out)
-        rows = [_row(0, teacher_dir, "teacher (given)")]
-    else:
-        say("round 0: teacher on the labelled images only", flush=True)
-        teacher_dir = train(dataclasses.replace(cfg.base, out=str(rounds_dir), name="round0"))
-        rows = [_row(0, teacher_dir, "teacher (labels only)")]
+    say(f"self-training {base.arch} -> {run_dir}: up to {cfg.rounds} round(s), {len(unlabeled)} unlabeled "
+        f"images ({cfg.unlabeled}), threshold {cfg.threshold:g} (at least {cfg.min_keep:.0%} of each "
+        f"predicted class kept), {'soft' if cfg.soft else 'hard'} pseudo-labels, student noise "
+        f"{student.augment}", flush=True)
+    rows = [_teacher_row(cfg, base, rounds_dir, say)]
     _write_summary(run_dir, rows)
+    best, since_best, why = 0, 0, f"all {cfg.rounds} round(s) ran"
     for r in range(1, cfg.rounds + 1):
+        teacher_dir = Path(rows[best]["run"])
         cfg_t = runs.load_config(teacher_dir)
         teacher = load_teacher(teacher_dir, task, cfg_t["class_names"], base.img_size)
-        labels = pseudo_label(teacher, unlabeled, task, cfg.threshold, cfg.soft, cfg.balance)
+        chance = near_chance(rows[best].get(_monitor(rows)), task, len(cfg_t["class_names"]))
+        labels = pseudo_label(teacher, unlabeled, task, cfg.threshold, cfg.soft, cfg.balance,
+                              min_keep=0.0 if chance else cfg.min_keep)
+        say(f"round {r}: round {rows[best]['round']}'s model labelled {labels.total} images, "
+            f"{len(labels.indices)} pseudo-labels kept"
+            + (" (balanced)" if cfg.balance and task == "classification" else "")
+            + (f" (accuracy {labels.accuracy:.3f} against the true labels)" if labels.accuracy is not None else "")
+            + (" — teacher near chance: only --threshold applies" if chance else ""), flush=True)
+        if not len(labels.indices):
+            why = (f"round {r}: no pseudo-label reached the threshold {cfg.threshold:g}"
+                   + (" (the teacher is near chance)" if chance else "") + "; stopped")
+            say(why, flush=True)
+            break
         npz = save_pseudo_labels(rounds_dir / f"pseudo_labels_round{r}.npz", labels, unlabeled,
                                  cfg.threshold, cfg.soft)
-        say(f"round {r}: {teacher_dir.name} labelled {labels.total} images, {len(labels.indices)} "
-            f"pseudo-labels kept{' (balanced)' if cfg.balance and task == 'classification' else ''}"
-            + (f" (accuracy {labels.accuracy:.3f} against the true labels)" if labels.accuracy is not None else ""),
-            flush=True)
         student_dir = train(dataclasses.replace(student, out=str(rounds_dir), name=f"round{r}",
                                                 pseudo_labels=str(npz)))
-        rows.append(_row(r, student_dir, "student", labels))
+        rows.append(_row(r, student_dir, "student", labels, teacher_round=rows[best]["round"]))
         _write_summary(run_dir, rows)
-        teacher_dir = student_dir
-    _finish(run_dir, teacher_dir, cfg, rows)
+        monitor = _monitor(rows)
+        if _score(rows[-1], monitor) > _score(rows[best], monitor):
+            best, since_best = len(rows) - 1, 0
+            continue
+        since_best += 1
+        if since_best >= cfg.round_patience and r < cfg.rounds:
+            why = (f"round {r}: the student did not beat round {rows[best]['round']} for "
+                   f"{since_best} round(s) (--patience {cfg.round_patience}); stopped")
+            say(why, flush=True)
+            break
+    for i, row in enumerate(rows):
+        row["chosen"] = i == best
+    reason = (f"round {rows[best]['round']} ({rows[best]['role']}) has the best {_monitor(rows)} "
+              f"{_score(rows[best], _monitor(rows)):.4f}; {why}")
+    say(f"result: {reason}", flush=True)
+    _finish(run_dir, Path(rows[best]["run"]), cfg, rows, reason)
     return run_dir
 
 
-def _row(r: int, run_dir: Path, role: str, labels: PseudoLabels | None = None) -> dict:
+def _teacher_row(cfg: SelfTrainConfig, base: TrainConfig, rounds_dir: Path, say) -> dict:
+    """Round 0: the given ``--teacher`` (scored again on this data's validation split, so
+    that it competes with the students on the same images), or a teacher trained on the
+    labels only."""
+    from kcv.train.loop import train
+
+    if not cfg.teacher:
+        say("round 0: teacher on the labelled images only", flush=True)
+        return _row(0, train(dataclasses.replace(cfg.base, out=str(rounds_dir), name="round0")),
+                    "teacher (labels only)")
+    from kcv.data.pipeline import load_data
+    from kcv.evaluation.evaluate import evaluate_model
+    from kcv.train.distill import load_teacher
+
+    teacher_dir = runs.resolve_run(cfg.teacher, base.out)
+    source = load_data(base.data, runs.load_config(teacher_dir)["task"], base.img_size, seed=base.seed,
+                       val_split=base.val_split)
+    model = load_teacher(teacher_dir, source.task, source.class_names, base.img_size)
+    report, _ = evaluate_model(model, source, base.batch_size)
+    row = _row(0, teacher_dir, "teacher (given)")
+    monitor = metrics.monitor(source.task)
+    row[monitor] = report.get(monitor)
+    return row
+
+
+def _monitor(rows: list) -> str:
+    return next(k for k in rows[0] if k.startswith("val_"))
+
+
+def _score(row: dict, monitor: str) -> float:
+    value = row.get(monitor)
+    return -np.inf if value is None or not np.isfinite(value) else float(value)
+
+
+def _train_metric(run_dir: Path) -> float | None:
+    """The last epoch's training accuracy (classification) or pixel accuracy — how well the
+    model fits its own (noisy) training data."""
+    import csv
+
+    path = run_dir / HISTORY_FILE
+    if not path.is_file():
+        return None
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    for key in ("accuracy", "pixel_accuracy"):
+        if rows and rows[-1].get(key) not in (None, ""):
+            return round(float(rows[-1][key]), 4)
+    return None
+
+
+def _row(r: int, run_dir: Path, role: str, labels: PseudoLabels | None = None,
+         teacher_round: int | None = None) -> dict:
     config = runs.load_config(run_dir)
     final = runs.read_json(run_dir / METRICS_FILE)
     monitor = metrics.monitor(config["task"])
-    row = {"round": r, "arch": config["arch"], "role": role,
+    extra = labels.extra if labels else {}
+    row = {"round": r, "arch": config["arch"], "role": role, "teacher_round": teacher_round,
            "pseudo_labels_kept": len(labels.indices) if labels else None,
            "distinct_images": len(np.unique(labels.indices)) if labels else None,
            "unlabeled_images": labels.total if labels else None,
+           "kept_per_class": extra.get("kept_per_class"),
+           "class_thresholds": extra.get("class_thresholds"),
            "pixel_fraction_kept": labels.pixel_fraction if labels else None,
            "pseudo_label_accuracy": labels.accuracy if labels else None,
-           "train_images": config.get("num_train"), monitor: final.get(monitor),
-           "run": str(run_dir)}
+           "train_images": config.get("num_train"), "train_accuracy": _train_metric(run_dir),
+           monitor: final.get(monitor), "run": str(run_dir)}
     return {k: v for k, v in row.items() if v is not None or k in ("pseudo_labels_kept", monitor)}
 
 
 def _write_summary(run_dir: Path, rows: list) -> None:
     from kcv.train.callbacks import rows_to_csv
 
-    runs.write_text(run_dir / SUMMARY_CSV, rows_to_csv(rows, first=()))
+    flat = [{k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()} for row in rows]
+    runs.write_text(run_dir / SUMMARY_CSV, rows_to_csv(flat, first=()))
     runs.write_text(run_dir / SUMMARY_MD, summary_table(rows) + "\n")
 
 
 def summary_table(rows: list) -> str:
-    """The markdown table of ``summary.md`` (and of ``kcv self-train``'s output)."""
-    monitor = next(k for k in rows[0] if k.startswith("val_"))
-    lines = [f"| round | arch | role | pseudo-labels kept | {monitor} |", "|---:|---|---|---:|---:|"]
+    """The markdown table of ``summary.md`` (and of ``kcv self-train``'s output): every
+    round, what it kept (per class), how well it fits its training data, its validation
+    score, and which model is the result (``*``)."""
+    monitor = _monitor(rows)
+    lines = [f"| round | arch | role | pseudo-labels kept | per class | train acc | {monitor} |",
+             "|---:|---|---|---:|---|---:|---:|"]
     for row in rows:
         kept = "—" if row.get("pseudo_labels_kept") is None else \
             f"{row['pseudo_labels_kept']} / {row['unlabeled_images']}"
@@ -350,14 +510,18 @@ def summary_table(rows: list) -> str:
             kept += f" ({row['distinct_images']} distinct)"
         if row.get("pseudo_label_accuracy") is not None:
             kept += f" (acc {row['pseudo_label_accuracy']:.3f})"
+        per_class = " ".join(str(n) for n in row.get("kept_per_class") or []) or "—"
+        fit = row.get("train_accuracy")
         value = row.get(monitor)
-        lines.append(f"| {row['round']} | {row['arch']} | {row['role']} | {kept} | "
-                     f"{'—' if value is None else f'{value:.4f}'} |")
+        mark = " *" if row.get("chosen") else ""
+        lines.append(f"| {row['round']} | {row['arch']} | {row['role']} | {kept} | {per_class} | "
+                     f"{'—' if fit is None else f'{fit:.3f}'} | "
+                     f"{'—' if value is None else f'{value:.4f}'}{mark} |")
     return "\n".join(lines)
 
 
-def _finish(run_dir: Path, final_dir: Path, cfg: SelfTrainConfig, rows: list) -> None:
-    """Give the run the final student's history, metrics, config and (last, since with
+def _finish(run_dir: Path, final_dir: Path, cfg: SelfTrainConfig, rows: list, reason: str) -> None:
+    """Give the run the chosen round's history, metrics, config and (last, since with
     config.json it marks a complete run) model."""
     for name in (HISTORY_FILE, CURVES_FILE):
         if (final_dir / name).is_file():
@@ -366,8 +530,9 @@ def _finish(run_dir: Path, final_dir: Path, cfg: SelfTrainConfig, rows: list) ->
     config = runs.load_config(final_dir)
     config.update(name=run_dir.name, out=str(run_dir.parent), self_training={
         "unlabeled": cfg.unlabeled, "rounds": cfg.rounds, "threshold": cfg.threshold,
-        "soft": cfg.soft, "balance": cfg.balance, "noise": cfg.noise, "teacher": cfg.teacher,
-        "final_round": str(final_dir),
+        "min_keep": cfg.min_keep, "patience": cfg.round_patience, "soft": cfg.soft, "balance": cfg.balance,
+        "noise": cfg.noise, "teacher": cfg.teacher, "final_round": str(final_dir),
+        "chosen_round": next(r["round"] for r in rows if r.get("chosen")), "reason": reason,
         "summary": rows})
     runs.write_json(run_dir / CONFIG_FILE, config)
     _copy(final_dir / MODEL_FILE, run_dir / MODEL_FILE)

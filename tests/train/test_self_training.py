@@ -109,24 +109,31 @@ def test_self_train_run(tmp_path):
     and an export like any other run's."""
     with learn_cnn() as arch:
         code, out, err = cli(["self-train", "--arch", arch, "--data", "shapes:32", "--unlabeled", "shapes:24",
-                              "--rounds", 2, "--threshold", 0.3, "--img-size", 32, "--epochs", 1,
+                              "--rounds", 2, "--patience", 2, "--threshold", 0.3, "--img-size", 32, "--epochs", 1,
                               "--batch-size", 32, "--augment", "none", "--noise", "flip",
                               "--model-arg", "width=4", "--out", tmp_path, "--name", "st", "--quiet"])
         assert code == 0, err
     run = tmp_path / "st"
     assert "| 2 | kcv_test_cnn | student |" in out and "pseudo-labels kept" in out
+    assert "| per class | train acc |" in out and "result: round" in out
     for r in (0, 1, 2):
         assert runs.is_run_dir(run / "rounds" / f"round{r}")
     assert (run / "rounds" / "pseudo_labels_round2.npz").is_file()
-    final = run / "rounds" / "round2"
-    assert (run / "model.keras").read_bytes() == (final / "model.keras").read_bytes()
-    assert runs.read_json(run / "metrics.json") == runs.read_json(final / "metrics.json")
     config = runs.load_config(run)
-    assert config["pseudo_labels_used"]["file"].endswith("pseudo_labels_round2.npz")
-    assert config["augment"] == "flip" and config["name"] == "st"
     rows = config["self_training"]["summary"]
     assert [r["round"] for r in rows] == [0, 1, 2] and rows[1]["unlabeled_images"] == 24
     assert rows[2]["train_images"] == 32 + rows[2]["pseudo_labels_kept"]
+    # the result is the best round on validation, the teacher included
+    best = max(rows, key=lambda r: r["val_accuracy"])
+    assert [r["chosen"] for r in rows] == [r is best for r in rows]
+    assert config["self_training"]["chosen_round"] == best["round"]
+    chosen = run / "rounds" / f"round{best['round']}"
+    assert (run / "model.keras").read_bytes() == (chosen / "model.keras").read_bytes()
+    assert runs.read_json(run / "metrics.json") == runs.read_json(chosen / "metrics.json")
+    assert config["name"] == "st"
+    for row in rows[1:]:
+        assert sum(row["kept_per_class"]) >= 0.5 * 24 and 0 <= row["train_accuracy"] <= 1
+        assert len(row["class_thresholds"]) == 3
     assert (run / "summary.csv").read_text().startswith("round,arch,role")
     exports_ok(run)
 
@@ -153,3 +160,106 @@ def test_bad_self_train_flags(tmp_path, argv, message):
 def test_soft_labels_are_for_classification(tmp_path, capsys):
     code, _, err = cli(["self-train", "--arch", "unet", "--soft", "--out", tmp_path])
     assert code == 2 and "--soft: soft pseudo-labels are for classification" in err
+
+
+def test_class_thresholds_keep_a_share_of_every_predicted_class():
+    conf = np.array([0.9, 0.4, 0.35, 0.3, 0.95, 0.5, 0.45, 0.2])
+    hard = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    tau = st.class_thresholds(conf, hard, 3, threshold=0.8, min_keep=0.5)
+    # class 0: 0.9 is above 0.8, and the 2 most confident of 4 are kept; class 2 never predicted
+    np.testing.assert_allclose(tau, [0.4, 0.5, 0.8])
+    kept = conf >= tau[hard]
+    assert kept.tolist() == [True, True, False, False, True, True, False, False]
+    np.testing.assert_allclose(st.class_thresholds(conf, hard, 3, 0.8, 0.0), [0.8] * 3)
+
+
+def test_an_unconfident_teacher_still_labels_a_stable_share():
+    """The colour teacher at logit scale 1 is never 0.8-confident: a fixed threshold keeps
+    nothing, class-wise thresholds keep at least half of each predicted class."""
+    unlabeled = load_unlabeled("shapes:40", "classification", 32)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1.0 / 255)(inputs))
+    teacher = keras.Model(inputs, keras.layers.Identity(name="logits")(x))
+    fixed = st.pseudo_label(teacher, unlabeled, "classification", 0.8)
+    assert len(fixed.indices) == 0
+    adaptive = st.pseudo_label(teacher, unlabeled, "classification", 0.8, min_keep=0.5)
+    predicted = np.bincount((unlabeled.items.reshape(40, -1, 3).mean(1)).argmax(-1), minlength=3)
+    kept = np.array(adaptive.extra["kept_per_class"])
+    assert (kept >= np.ceil(0.5 * predicted)).all() and kept.sum() >= 20
+    assert len(adaptive.extra["class_thresholds"]) == 3
+
+
+def _fake_run(root, name, score, arch="kcv_test_cnn"):
+    """A real run directory (a real, untrained model) whose validation score is ``score``."""
+    from kcv.data import shapes
+    from tests.export.fixtures import build_test_cnn
+
+    run = root / name
+    runs.save_model(build_test_cnn(3, width=4), run / MODEL_FILE)
+    runs.write_json(run / CONFIG_FILE, {"arch": arch, "task": "classification", "img_size": 32,
+                                             "num_classes": 3, "num_train": 32,
+                                             "class_names": shapes.class_names("classification")})
+    runs.write_json(run / "metrics.json", {"val_accuracy": score})
+    return run
+
+
+@pytest.mark.parametrize("scores, patience, ran, chosen", [
+    ([0.5, 0.6, 0.7], 1, [0, 1, 2], 2),  # every student better: all rounds, the last wins
+    ([0.6, 0.5, 0.9], 1, [0, 1], 0),  # round 1 worse: stop, the teacher is the result
+    ([0.6, 0.5, 0.7], 2, [0, 1, 2], 2),  # patience 2: round 2 (taught by round 0) wins
+    ([0.6, 0.6, 0.55], 2, [0, 1, 2], 0),  # a tie does not beat the teacher
+])
+def test_best_round_and_patience(tmp_path, monkeypatch, scores, patience, ran, chosen):
+    """The run's model is the best of the teacher and the students; rounds stop after
+    --patience students that do not beat it; each student is taught by the best so far.
+    (``train`` is replaced by runs with fixed scores: this checks the choice, not fitting.)"""
+    from kcv.train import loop
+
+    made = iter(scores[1:])
+    teachers = []
+    real_pseudo_label = st.pseudo_label
+
+    def spy(model, *a, **k):
+        teachers.append(model.name)
+        return real_pseudo_label(model, *a, **k)
+
+    def fake_train(cfg):
+        return _fake_run(tmp_path / "made", cfg.name, next(made))
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    monkeypatch.setattr(st, "pseudo_label", spy)
+    with learn_cnn() as arch:
+        teacher = _fake_run(tmp_path, "teacher", scores[0], arch)
+        monkeypatch.setattr(st, "_teacher_row", lambda cfg, base, rd, say: st._row(0, teacher, "teacher (given)"))
+        cfg = st.SelfTrainConfig(st.TrainConfig(arch=arch, data="shapes:16", img_size=32, epochs=1,
+                                                out=str(tmp_path / "out"), name="st", verbose=0),
+                                 unlabeled="shapes:12", rounds=2, round_patience=patience, noise="flip")
+        run = st.self_train(cfg)
+    info = runs.load_config(run)["self_training"]
+    assert [r["round"] for r in info["summary"]] == ran
+    assert info["chosen_round"] == chosen and [r["chosen"] for r in info["summary"]].count(True) == 1
+    assert info["summary"][-1]["teacher_round"] == (0 if scores[1] <= scores[0] else 1)
+    assert runs.read_json(run / "metrics.json")["val_accuracy"] == scores[chosen]
+    assert ("stopped" in info["reason"]) == (len(ran) < 3)
+
+
+def test_a_round_that_keeps_nothing_ends_the_rounds(tmp_path, monkeypatch):
+    """An untrained teacher is never 0.99-confident: with the fixed threshold (--min-keep 0)
+    round 1 keeps nothing, the rounds end with one line and the result is the teacher — no
+    traceback (it was a TypeError from an empty file list)."""
+    with learn_cnn() as arch:
+        teacher = _fake_run(tmp_path, "teacher", 0.34, arch)
+        code, out, err = cli(["self-train", "--arch", arch, "--teacher", teacher, "--data", "shapes:12",
+                              "--unlabeled", "shapes:8", "--rounds", 2, "--threshold", 0.99, "--min-keep", 0,
+                              "--img-size", 32, "--out", tmp_path / "out", "--name", "st"])
+    assert code == 0, err
+    assert "no pseudo-label reached the threshold 0.99" in out and "Traceback" not in err
+    info = runs.load_config(tmp_path / "out" / "st")["self_training"]
+    assert info["chosen_round"] == 0 and [r["round"] for r in info["summary"]] == [0]
+
+
+def test_default_noise_scales_with_image_size_and_capacity():
+    assert st.default_noise(224, 25_000_000) == "flip,crop=0.8,randaugment=2x9"
+    assert st.default_noise(32, 60_000) == "flip,crop=0.9,randaugment=1x2"
+    assert st.default_noise(32, 5_000_000) == "flip,crop=0.9,randaugment=1x3"
+    Augmenter(st.default_noise(32, 60_000), "classification", 3)  # a valid policy
