@@ -51,3 +51,11 @@ def command(**params):
     final = json.loads((run_dir / METRICS_FILE).read_text())
     shown = {k: round(v, 4) for k, v in final.items() if k.startswith("val_") and isinstance(v, float)}
     click.echo(f"saved {run_dir}  " + "  ".join(f"{k} {v}" for k, v in shown.items()))
+    report = final.get("distillation")
+    if report:
+        line = f"distillation: {report['metric']} student {report['student']:.4f}  teacher {report['teacher']:.4f}"
+        if "baseline" in report:
+            line += f"  without --teacher {report['baseline']:.4f} ({report['gain']:+.4f})"
+        click.echo(line)
+        for warning in report["warnings"]:
+            click.echo(f"warning: {warning}", err=True)

@@ -136,6 +136,11 @@ class TrainPlugin:
         """Extra ``config.json`` entries."""
         return {}
 
+    def finish(self, cfg: TrainConfig, run_dir: Path, source, final: dict) -> dict:
+        """Extra ``metrics.json`` entries, once the best model is scored (e.g. the teacher's
+        score beside the student's)."""
+        return {}
+
 
 PLUGINS: list[Callable[[], TrainPlugin]] = []  # factories (classes): a fresh technique per run
 
@@ -240,6 +245,8 @@ def train(config: TrainConfig) -> Path | None:
             return None
         final = finalize(run_dir, source, cfg.batch_size, writer.rows, spec.task, cfg.arch)
         final.update(train_seconds=round(time.perf_counter() - t0, 1), stopped_early=writer.stopped_early)
+        for p in job.plugins:
+            final.update(p.finish(cfg, run_dir, source, final))
         if start:
             final["resumed_at_epoch"] = start
         runs.write_json(run_dir / METRICS_FILE, final)

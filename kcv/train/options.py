@@ -213,6 +213,9 @@ DISTILL = (  # kcv.train.distill
     Option("unlabeled", metavar="DIR|shapes[:N]", needs=GRAD,
            help="With --teacher: also train on these unlabeled images (a flat folder), which get "
                 "the distillation term only."),
+    Option("baseline", metavar="RUN", needs=GRAD,
+           help="With --teacher: a run of the same student trained without --teacher on the same "
+                "budget; the report says whether distillation beat it."),
 )
 
 PSEUDO_LABELS = (  # kcv.train.self_training: what `kcv self-train` passes a student round

@@ -67,7 +67,8 @@ def test_distilled_student_with_unlabeled_images(tmp_path, teacher_run):
         code, out, err = cli(["train", "--arch", arch, "--data", "shapes:64", "--img-size", 32,
                               "--epochs", 1, "--batch-size", 32, "--augment", "none", "--model-arg", "width=4",
                               "--teacher", teacher_run, "--temperature", 2, "--alpha", 0.7,
-                              "--unlabeled", "shapes:32", "--out", tmp_path, "--name", "student", "--quiet"])
+                              "--unlabeled", "shapes:32", "--baseline", teacher_run, "--out", tmp_path,
+                              "--name", "student", "--quiet"])
         assert code == 0, err
         run = tmp_path / "student"
         student, config = runs.load_run(run)
@@ -80,7 +81,24 @@ def test_distilled_student_with_unlabeled_images(tmp_path, teacher_run):
     assert config["num_train"] == 64 + 32
     history = (run / "history.csv").read_text().splitlines()[0]
     assert "distillation_loss" in history and "student_loss" in history
+    # the report: teacher and baseline scored beside the student, in metrics.json and printed
+    report = runs.read_json(run / "metrics.json")["distillation"]
+    assert report["student"] == runs.read_json(run / "metrics.json")["val_accuracy"]
+    assert report["baseline"] == runs.read_json(teacher_run / "metrics.json")["val_accuracy"]
+    assert 0 <= report["teacher"] <= 1 and report["baseline_run"] == str(teacher_run)
+    assert f"distillation: val_accuracy student {report['student']:.4f}  teacher {report['teacher']:.4f}" in out
+    assert len(err.strip().splitlines()) == len(report["warnings"])
     exports_ok(run)
+
+
+def test_distillation_report_warns_when_it_did_not_help():
+    ok = distill.distillation_report(0.9, 0.95, "val_accuracy", 0.88, "base")
+    assert ok["warnings"] == [] and ok["gain"] == pytest.approx(0.02)
+    bad = distill.distillation_report(0.957, 0.953, "val_accuracy", 0.971, "base")
+    assert len(bad["warnings"]) == 2
+    assert "teacher (0.9530) is no better than its student (0.9570)" in bad["warnings"][0]
+    assert "ends below training without --teacher (0.9710, base)" in bad["warnings"][1]
+    assert distill.distillation_report(0.5, 0.6, "val_miou")["warnings"] == []
 
 
 def test_unlabeled_images_join_with_no_label(tmp_path):
@@ -106,6 +124,9 @@ def test_pixel_wise_distillation_for_segmentation(tmp_path, seg_teacher_run):
 
 @pytest.mark.parametrize("argv, message", [
     (["--unlabeled", "shapes:4"], "--unlabeled needs --teacher"),
+    (["--baseline", "{run}"], "--baseline needs --teacher"),
+    (["--teacher", "{run}", "--baseline", "nowhere"], "--baseline nowhere: no such run directory"),
+    (["--teacher", "{run}", "--baseline", "{unet}"], "not a finished classification run"),
     (["--teacher", "nowhere"], "--teacher nowhere: no such run directory"),
     (["--teacher", "{run}", "--alpha", "1.5"], "--alpha 1.5: must be in [0, 1]"),
     (["--teacher", "{run}", "--temperature", "0"], "--temperature 0.0: must be positive"),
