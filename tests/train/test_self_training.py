@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kcv import runs
+from kcv.contracts import CONFIG_FILE, MODEL_FILE
 from kcv.augment import Augmenter
 from kcv.data.pipeline import load_data
 from kcv.data.unlabeled import load_unlabeled
