@@ -52,15 +52,15 @@ def save_epoch(files: list, run_dir: Path, epoch: int) -> None:
         KcvError: the disk is full (or another write error), naming the file and what the
             run still holds.
     """
-    with contextlib.ExitStack() as stack:  # renames on exit, last entered first
-        try:
+    try:
+        with contextlib.ExitStack() as stack:  # renames on exit, last entered first
             for model, path, state in reversed(files):
                 _write_with_state(model, stack.enter_context(runs.atomic_path(path)), state)
-        except OSError as e:
-            kept = (f"{run_dir} still holds epoch {epoch - 1}; free space and continue with "
-                    f"`kcv train --resume {run_dir}`" if epoch > 1 else "no epoch was saved")
-            raise KcvError(f"{e.filename or run_dir}: cannot save epoch {epoch} ({e.strerror or e}); "
-                           f"{kept}") from e
+    except OSError as e:
+        kept = (f"{run_dir} still holds epoch {epoch - 1}; free space and continue with "
+                f"`kcv train --resume {run_dir}`" if epoch > 1 else "no epoch was saved")
+        raise KcvError(f"{e.filename or run_dir}: cannot save epoch {epoch} ({e.strerror or e}); "
+                       f"{kept}") from e
 
 
 class DamagedCheckpoint(Exception):

@@ -116,9 +116,10 @@ def _disk_full_on(monkeypatch, nth):
     @contextlib.contextmanager
     def failing(path, suffix=None):
         calls.append(path)
+        n = len(calls)
         with real(path, suffix) as tmp:
             yield tmp
-            if len(calls) == nth:
+            if n == nth:  # the file's last bytes do not fit: before the rename
                 raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
 
     monkeypatch.setattr(runs, "atomic_path", failing)
@@ -126,8 +127,8 @@ def _disk_full_on(monkeypatch, nth):
 
 
 def test_item08_disk_full_keeps_the_run_resumable(tmp_path, capsys, monkeypatch):
-    # Writes of a 2-epoch run: config.json, epoch 1 (model.keras, last.keras, history.csv),
-    # epoch 2 (model.keras?, last.keras, ...). Fail the 5th: inside epoch 2's save.
+    # Writes of a 2-epoch run: config.json, epoch 1 (last.keras, model.keras, history.csv),
+    # epoch 2 (last.keras, ...). Fail the 5th: epoch 2's last.keras.
     _disk_full_on(monkeypatch, 5)
     argv = ["train", "--arch", "lenet5", "--data", "shapes:8", "--epochs", "2", "--img-size", "32",
             "--batch-size", "4", "--out", tmp_path / "runs", "--quiet"]
@@ -201,13 +202,30 @@ def test_item13_classifier_on_a_segmentation_folder(tmp_path, capsys):
     assert code == 2 and "segmentation data set" in assert_promise(code, err, [data])
 
 
-def test_item14_15_divergence_in_the_first_epoch(tmp_path, capsys):
-    code, _, err = _train(capsys, tmp_path, "--data", "shapes:8", "--lr", "1e30", "--optimizer", "sgd")
-    line = assert_promise(code, err, ["--lr"])
-    assert code == 2 and "diverged" in line and "keeps the last good epoch" not in line
-    assert not any((tmp_path / "runs").iterdir())  # the name is free again
+def test_item14_no_run_directory_when_nothing_was_trained(tmp_path, capsys):
+    # (a full disk in epoch 1 is test_item08_disk_full_in_the_first_epoch_leaves_no_run)
     code, _, err = _train(capsys, tmp_path, "--data", "shapes:8", "--lr", "inf")
     assert code == 2 and "finite" in assert_promise(code, err, ["--lr"])
+    from kcv.errors import KcvError
+    from kcv.train import TrainConfig, train
+
+    with pytest.raises(KcvError, match="--lr inf"):
+        train(TrainConfig(arch="lenet5", data="shapes:4", lr=float("inf"), out=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_item15_divergence_message_only_promises_a_saved_epoch(tmp_path):
+    from kcv.errors import KcvError
+    from kcv.train.callbacks import NanGuard
+
+    guard = NanGuard("lower --lr (was 1e+30)", tmp_path)
+    guard.on_epoch_begin(0)
+    with pytest.raises(KcvError) as first:
+        guard.on_batch_end(0, {"loss": float("nan")})
+    assert "keeps the last good epoch" not in str(first.value) and "--lr" in str(first.value)
+    guard.on_epoch_begin(3)
+    with pytest.raises(KcvError, match="keeps the last good epoch"):
+        guard.on_batch_end(0, {"loss": float("inf")})
 
 
 def test_item16_truncated_last_keras_is_called_damaged(tmp_path, capsys, cls_run):
