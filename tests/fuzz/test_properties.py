@@ -76,7 +76,7 @@ def test_typed_hyperparameter_keeps_the_default_type_or_refuses(value, default):
 
 
 @SETTINGS
-@given(st.lists(st.integers(0, 70000), min_size=1, max_size=16), st.sampled_from([None, 3, 200]))
+@given(st.lists(st.integers(0, 65535), min_size=1, max_size=16), st.sampled_from([None, 3, 200]))
 def test_masks_never_wrap(tmp_path, values, num_classes):
     """A mask value is a class index (< K, or 255) or the mask is refused; never cast silently."""
     from kcv.data.folders import read_mask
