@@ -11,6 +11,7 @@ failing an hour into ``fit``.
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +81,9 @@ def _tf_decoded_shape(path: Path) -> tuple[int, int]:
     try:
         img = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.UnknownError) as e:
-        first = (e.message.strip().splitlines() or ["?"])[0]
-        raise KcvError(f"{path}: damaged or truncated image ({first})") from None
+        # TensorFlow wraps the decoder's reason in op bookkeeping: keep the reason only.
+        reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", (e.message.strip().splitlines() or ["?"])[0]).strip()
+        raise KcvError(f"{path}: damaged or truncated image ({reason or type(e).__name__})") from None
     return int(img.shape[0]), int(img.shape[1])
 
 
