@@ -17,6 +17,9 @@ from PIL import Image
 from tests.conftest import write_classification_folders, write_segmentation_folders
 from tests.fuzz.conftest import assert_no_untrained_runs, assert_promise, kcv, tiny_rgb
 
+# One xdist worker trains the session's LeNet-5 and U-Net once for all these cases.
+pytestmark = pytest.mark.xdist_group("fuzz")
+
 
 def _jpeg_bytes(pixels, **kw):
     buf = io.BytesIO()
