@@ -28,6 +28,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from kcv import compat
 from kcv.errors import KcvError
 
 BYTES = 4  # float32
@@ -77,20 +78,13 @@ def plan_model(arch: str, num_classes: int, img_size: int, model_args: dict) -> 
         raise KcvError(f"{arch} cannot be built at --img-size {img_size}{_args_text(model_args)}: "
                        f"{type(e).__name__}: {first}") from e
     finally:
-        _forget_unallocated_variables()
+        # The planned variables wait in a Keras-global list to be initialised at the next
+        # exit of a stateless scope; they must never be.
+        compat.forget_unallocated_variables()
     params = sum(math.prod(v.shape) for v in model.weights)
     layers = list(_leaf_layers(model))
     return Plan(params, sum(_output_elements(layer) for layer in layers),
                 next((layer.name for layer in layers if _below_one_pixel(layer)), None))
-
-
-def _forget_unallocated_variables() -> None:
-    # The planned variables wait in a Keras-global list to be initialised at the next
-    # exit of a stateless scope; they must never be, so the list is emptied. (Keras keeps
-    # it in keras.src.backend.common.global_state, reached here and nowhere else.)
-    from keras.src.backend.common import global_state
-
-    global_state.set_global_attribute("uninitialized_variables", [])
 
 
 def _leaf_layers(model):
