@@ -287,3 +287,13 @@ def patched_batchnorm_call(call):
         yield
     finally:
         keras.layers.BatchNormalization.call = KERAS_BATCHNORM_CALL
+
+
+@_internal
+def forget_unallocated_variables() -> None:
+    """Drop the variables a ``keras.StatelessScope(initialize_variables=False)`` left waiting
+    to be initialised at the next scope exit (:mod:`kcv.models.feasibility` plans models of
+    any size that way and must never allocate them)."""
+    from keras.src.backend.common import global_state
+
+    global_state.set_global_attribute("uninitialized_variables", [])

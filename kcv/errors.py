@@ -15,3 +15,10 @@ class KcvError(Exception):
         # Keep the message on one line whatever the caller passed: the CLI contract is
         # one line on stderr.
         super().__init__(" ".join(str(message).split()))
+
+
+def warn(message: str) -> None:
+    """Print one ``warning: ...`` line on stderr: the run goes on, but the user should know."""
+    import sys
+
+    print("warning: " + " ".join(str(message).split()), file=sys.stderr, flush=True)

@@ -76,7 +76,7 @@ def explain_images(run, images: list, out=None, class_name: str | None = None, l
     names = found.class_names
     target = class_index(names, class_name)
     cam = GradCam(model, layer)
-    out = Path(out or DEFAULT_OUT)
+    out = runs.ensure_dir(out or DEFAULT_OUT, "--out")
     stems: dict[str, int] = {}
     for path in map(Path, images):
         x, original = load_image(path, found.img_size)

@@ -134,5 +134,49 @@ def create_model(name: str, num_classes: int, input_shape=(224, 224, 3), **hyper
             f"it takes: {', '.join(sorted(known)) or 'none'}")
     if int(num_classes) < 2:
         raise KcvError(f"num_classes must be at least 2, got {num_classes}")
+    hyperparameters = {k: typed_hyperparameter(k, v, known[k]) for k, v in hyperparameters.items()}
     return spec.builder(num_classes=int(num_classes), input_shape=tuple(input_shape),
                         **hyperparameters)
+
+
+def typed_hyperparameter(key: str, value, default):
+    """``value`` checked against the type of the builder's default for ``key``.
+
+    The builders carry no annotations, so their defaults are the contract: an int stays an
+    int (``4.5`` and ``"abc"`` are refused, not stored or crashed on), a float takes an
+    int or a float (also YAML's ``1e-3``, which it reads as text), a bool only a bool, a
+    string only a string, a tuple a list. ``None`` defaults accept anything; what the
+    builder then refuses is reported by :mod:`kcv.models.feasibility`.
+    """
+    import math
+
+    def refuse(what):
+        return KcvError(f"--model-arg {key}={value!r}: {key} takes {what} (default {default!r})")
+
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise refuse("true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise refuse("an integer")
+        return value
+    if isinstance(default, float):
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            raise refuse("a number") from None
+        if not math.isfinite(number):
+            raise refuse("a finite number")
+        return number
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise refuse("a string")
+        return value
+    if isinstance(default, (tuple, list)):
+        if not isinstance(value, (tuple, list)):
+            raise refuse("a list, e.g. [1, 2]")
+        return type(default)(value)
+    return value

@@ -29,9 +29,9 @@ def atomic_path(path, suffix: str | None = None):
     removed if the body raises.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.stem), suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)  # writers such as Keras want to create the file themselves
     try:
@@ -44,6 +44,91 @@ def atomic_path(path, suffix: str | None = None):
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 os.unlink(tmp)
+
+
+def temp_prefix(stem: str) -> str:
+    """Prefix of a temporary name beside a file: hidden, and carrying the writer's process id,
+    so that :func:`remove_stale_temps` can tell a dead writer's leftovers from a live one's."""
+    return f".{stem}.tmp-{os.getpid()}-"
+
+
+_TEMP_PID = re.compile(r"^\..*\.tmp-(\d+)-")
+
+
+def remove_stale_temps(folder) -> list[Path]:
+    """Delete the temporary files and folders a killed writer left in ``folder``.
+
+    Only those whose process is gone: a concurrent writer's are in use. Returns the paths removed.
+    """
+    import shutil
+
+    folder, removed = Path(folder), []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP_PID.match(p.name)
+        if m is None or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def ensure_dir(path, flag: str | None = None) -> Path:
+    """Create folder ``path`` (and parents), or raise one line naming it and ``flag``."""
+    path = Path(path)
+    where = f"{flag} {path}" if flag else str(path)
+    if path.exists() and not path.is_dir():
+        raise KcvError(f"{where}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise KcvError(f"{where}: a file is in the way of this folder") from None
+    except OSError as e:
+        raise KcvError(f"{where}: cannot create the folder ({e.strerror})") from None
+    return path
+
+
+class NewRunGuard:
+    """Removes the new run directories made inside the block if it fails before they hold
+    a trained epoch.
+
+    A run that fails before its first epoch is saved (bad data, a diverged first epoch, a
+    full disk, Ctrl-C) would otherwise leave a directory with only ``config.json`` that
+    takes the name. :func:`new_run_dir` reports each directory it makes to the innermost
+    active guard, so a caller only wraps its work (``with NewRunGuard(): ...``). "Trained"
+    means a ``last.keras`` anywhere in it (self-training keeps its rounds in sub-folders);
+    resumed runs are not made here, so never removed.
+    """
+
+    active: list = []  # innermost last
+
+    def __init__(self):
+        self.dirs: list[Path] = []
+
+    def __enter__(self):
+        NewRunGuard.active.append(self)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        import shutil
+
+        NewRunGuard.active.remove(self)
+        if exc_type is not None:
+            for d in self.dirs:
+                if d.is_dir() and not any(d.rglob(contracts.LAST_FILE)):
+                    shutil.rmtree(d, ignore_errors=True)
+        return False
 
 
 def write_text(path, text: str) -> Path:
@@ -91,11 +176,13 @@ def new_run_dir(root, name: str) -> Path:
     root = Path(root)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise KcvError(f"--name '{name}': use letters, digits, '.', '_' and '-' only")
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_dir(root, "--out")
     candidate, i = root / name, 1
     while True:
         try:
             candidate.mkdir()  # atomic: two concurrent runs never share a directory
+            if NewRunGuard.active:
+                NewRunGuard.active[-1].dirs.append(candidate)
             return candidate
         except FileExistsError:
             i += 1
@@ -131,9 +218,22 @@ def resolve_run(run=None, root=DEFAULT_ROOT) -> Path:
     return path
 
 
+# What every reader of a run takes from config.json (predict, export, eval, explain, resume).
+CONFIG_REQUIRED = {"arch": str, "task": str, "img_size": int, "class_names": list}
+
+
 def load_config(run) -> dict:
-    """The ``config.json`` of a run directory."""
-    return read_json(Path(run) / contracts.CONFIG_FILE)
+    """The ``config.json`` of a run directory, checked to hold what every reader needs."""
+    path = Path(run) / contracts.CONFIG_FILE
+    cfg = read_json(path)
+    if not isinstance(cfg, dict):
+        raise KcvError(f"{path}: damaged run config (a JSON {type(cfg).__name__}, not an object)")
+    for key, kind in CONFIG_REQUIRED.items():
+        value = cfg.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            got = "missing" if key not in cfg else f"{type(value).__name__} {value!r}"[:60]
+            raise KcvError(f"{path}: damaged run config ('{key}' is {got}, expected {kind.__name__})")
+    return cfg
 
 
 class Run:

@@ -15,6 +15,7 @@ TASKS = ("classification", "segmentation")
 PALETTE = np.array([[20, 20, 20], [230, 60, 60], [60, 200, 80], [70, 110, 240], [240, 200, 40],
                     [200, 80, 220], [60, 210, 220], [250, 140, 40]], np.uint8)
 IGNORE_COLOUR = np.array([150, 150, 150], np.uint8)
+MAX_PREVIEW_SIZE = 2048  # a grid cell larger than a screen shows nothing more
 
 
 def colour_mask(mask: np.ndarray) -> np.ndarray:
@@ -52,8 +53,8 @@ def preview(policy=None, task: str = "segmentation", data: str = "shapes", img_s
         raise KcvError(f"--task '{task}': choose one of {', '.join(TASKS)}")
     if not 1 <= samples <= 32:
         raise KcvError(f"--samples {samples}: must be between 1 and 32")
-    if img_size < 16:
-        raise KcvError(f"--img-size {img_size}: must be at least 16")
+    if not 16 <= img_size <= MAX_PREVIEW_SIZE:
+        raise KcvError(f"--img-size {img_size}: must be between 16 and {MAX_PREVIEW_SIZE} for a preview")
     if not str(out).lower().endswith(".png"):
         raise KcvError(f"--out {out}: must be a .png file")
     policy = parse_policy(default_policy(task) if policy is None else policy, task)

@@ -36,10 +36,35 @@ def _register_commands():
 
     for info in pkgutil.iter_modules(package.__path__):
         if info.name.endswith("_cmd"):
-            cli.add_command(importlib.import_module(f"kcv.cli.{info.name}").command)
+            cli.add_command(_finite_floats(importlib.import_module(f"kcv.cli.{info.name}").command))
+
+
+class FiniteFloat(click.types.FloatParamType):
+    """click's float, without ``nan`` and ``inf``: no kcv option means either, and they
+    pass every ``x > 0`` / ``x < limit`` check written for numbers (``--lr inf``)."""
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def _finite_floats(command):
+    """Every float option of ``command`` as :class:`FiniteFloat` (one place for all commands)."""
+    for param in command.params:
+        if type(param.type) is click.types.FloatParamType:
+            param.type = FiniteFloat()
+    return command
 
 
 _register_commands()
+
+# Conditions of the machine, not bugs: one line naming the file, like any KcvError.
+DISK_ERRNOS = {"ENOSPC": "no space left on the device", "EDQUOT": "disk quota exceeded",
+               "EROFS": "read-only file system", "EACCES": "permission denied"}
 
 
 def main(argv=None):
@@ -55,6 +80,14 @@ def main(argv=None):
             raise
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
+    except OSError as e:
+        import errno
+
+        reason = DISK_ERRNOS.get(errno.errorcode.get(e.errno, ""))
+        if debug or reason is None:
+            raise
+        click.echo(f"error: {e.filename or 'writing'}: {reason}", err=True)
+        sys.exit(2)
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(130)

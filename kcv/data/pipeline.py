@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from kcv.data import folders, shapes
+from kcv.data.images import apply_orientation_tf, exif_orientation_tf
 from kcv.errors import KcvError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -152,11 +153,13 @@ def _shapes_source(task, img_size, n_train=None):
 def decode_image(path, img_size: int):
     """Read and decode a PNG/JPEG/BMP file to ``uint8 [img_size, img_size, 3]``.
 
-    Grayscale and RGBA are converted to RGB by ``channels=3``.
+    Grayscale and RGBA are converted to RGB by ``channels=3``; a JPEG's EXIF orientation is
+    applied (:mod:`kcv.data.images`).
     """
     raw = tf.io.read_file(path)
     img = tf.io.decode_image(raw, channels=3, expand_animations=False, dtype=tf.uint8)
     img.set_shape([None, None, 3])
+    img = apply_orientation_tf(img, exif_orientation_tf(raw))  # as shown, not as stored
     img = tf.image.resize(img, [img_size, img_size], method="bilinear", antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 

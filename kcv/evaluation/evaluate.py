@@ -91,6 +91,8 @@ def evaluate_run(run=None, data: str | None = None, batch_size: int | None = Non
     """
     from kcv.viz.confusion import plot_confusion
 
+    if batch_size is not None and batch_size < 1:
+        raise KcvError(f"--batch-size {batch_size}: must be at least 1")
     found = runs.open_run(run, root)
     run_dir, cfg = found.path, found.config
     if crf and found.task != "segmentation":

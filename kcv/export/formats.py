@@ -238,7 +238,10 @@ def check_options(formats, options: ExportOptions, given: set) -> None:
 
         if not Path(options.calib_data).exists():
             raise KcvError(f"--calib-data {options.calib_data}: no such file or folder")
-        list_images([options.calib_data])  # no images: --int8 has no calibration data
+        from kcv.runtime.predict import load_image
+
+        for path in list_images([options.calib_data])[:options.calib_samples]:
+            load_image(path, 1)  # a damaged file is named now, not after the model is staged
     if options.opset is not None and options.opset not in onnx_export.OPSETS:
         r = onnx_export.OPSETS
         raise KcvError(f"--opset {options.opset}: tf2onnx writes opsets {r.start}-{r.stop - 1}")
@@ -273,6 +276,7 @@ def export_run(run=None, formats=("tflite",), options: ExportOptions | None = No
     reference = runners.open_runner(infer)(images)
 
     out_dir = run.exports
+    runs.remove_stale_temps(out_dir)  # what an export killed mid-write left behind
     report = run.report
     report.update({"run": str(run.path), "arch": cfg["arch"], "task": cfg["task"],
                    "img_size": cfg["img_size"], "samples": int(len(images))})
@@ -380,7 +384,8 @@ class _atomic_target:
         if self._file_ctx is not None:
             return self._file_ctx.__enter__()
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent))
+        self.tmp = Path(tempfile.mkdtemp(prefix=runs.temp_prefix(self.target.name), suffix=".tmp",
+                                         dir=self.target.parent))
         self.tmp.rmdir()  # converters create the folder themselves
         return self.tmp
 
@@ -391,7 +396,7 @@ class _atomic_target:
             if exc_type is None:
                 old = None
                 if self.target.exists():
-                    old = self.target.with_name(f".{self.target.name}.old.{os.getpid()}")
+                    old = self.target.with_name(f"{runs.temp_prefix(self.target.name)}old")
                     os.replace(self.target, old)
                 os.replace(self.tmp, self.target)
                 if old is not None:

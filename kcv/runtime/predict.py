@@ -77,11 +77,12 @@ def load_image(path, size) -> tuple[np.ndarray, np.ndarray]:
     """
     import tensorflow as tf
 
+    from kcv.data.images import open_oriented
+
     h, w = (size, size) if isinstance(size, int) else size
     try:
-        with Image.open(path) as im:
-            original = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+        original = open_oriented(path)  # EXIF orientation applied, as in training
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise KcvError(f"{path}: cannot read image ({type(e).__name__})") from None
     resized = tf.image.resize(original, [h, w], method="bilinear", antialias=True)
     resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
@@ -115,16 +116,29 @@ def _run_of(path: Path) -> runs.Run | None:
 
 def _describe(runner, file: Path, kind: str, run: runs.Run | None, img_size) -> Predictor:
     if run is not None:
+        if img_size is not None and int(img_size) != run.img_size:
+            raise KcvError(f"--img-size {img_size}: {file} was trained at {run.img_size} px (its run's "
+                           "config.json); leave --img-size out")
         return Predictor(runner, run.task, run.class_names, (run.img_size, run.img_size), file, kind)
     h, w = runner.input_shape[:2]
     if h is None or w is None:
         if img_size is None:
             raise KcvError(f"{file}: the model accepts any input size and has no run config; pass --img-size")
+        _check_img_size(int(img_size))
         h = w = int(img_size)
+    elif img_size is not None and (int(img_size), int(img_size)) != (h, w):
+        raise KcvError(f"--img-size {img_size}: {file} takes fixed {h}x{w} inputs; leave --img-size out")
     probe = runner(np.zeros((1, h, w, 3), np.float32))
     task = "classification" if probe.ndim == 2 else "segmentation"
     names = [f"class_{i}" for i in range(probe.shape[-1])]
     return Predictor(runner, task, names, (h, w), file, kind)
+
+
+def _check_img_size(size: int) -> None:
+    from kcv.models.feasibility import memory_limit
+
+    if size < 1 or 2 * size * size * 3 * 4 > memory_limit():  # the input and one feature map
+        raise KcvError(f"--img-size {size}: must be between 1 and what fits in memory")
 
 
 def choose_runtime(run, runtime: str | None = None) -> tuple[Path, str]:
@@ -165,8 +179,7 @@ def predict_images(predictor: Predictor, images: list[Path], out: Path | None = 
     if top_k < 1:
         raise KcvError(f"--top-k {top_k}: must be at least 1")
     if predictor.task == "segmentation":
-        out = Path(out or "predictions")
-        out.mkdir(parents=True, exist_ok=True)
+        out = runs.ensure_dir(out or "predictions", "--out")
     stems: dict[str, int] = {}
     for path in images:
         x, original = load_image(path, predictor.img_size)

@@ -9,6 +9,7 @@ disagree, whatever moment the process is killed at.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,19 +31,56 @@ STATE_ENTRY = "kcv_state.json"
 def save_with_state(model, path, state: dict) -> Path:
     """Atomically save ``model`` to ``path`` with ``state`` embedded as ``kcv_state.json``."""
     with runs.atomic_path(path) as tmp:
-        model.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as zf:  # Keras ignores entries it does not know
-            zf.writestr(STATE_ENTRY, json.dumps(state, default=runs._json_default))
+        _write_with_state(model, tmp, state)
     return Path(path)
 
 
+def _write_with_state(model, tmp: Path, state: dict) -> None:
+    model.save(tmp)
+    with zipfile.ZipFile(tmp, "a") as zf:  # Keras ignores entries it does not know
+        zf.writestr(STATE_ENTRY, json.dumps(state, default=runs._json_default))
+
+
+def save_epoch(files: list, run_dir: Path, epoch: int) -> None:
+    """Write ``[(model, path, state), ...]`` of one epoch all or nothing, renamed in list order.
+
+    Every file is first written under its temporary name, and only once all are complete
+    are they renamed into place (renaming needs no space). A full disk therefore leaves the
+    previous epoch's files untouched, and the run resumable from it.
+
+    Raises:
+        KcvError: the disk is full (or another write error), naming the file and what the
+            run still holds.
+    """
+    try:
+        with contextlib.ExitStack() as stack:  # renames on exit, last entered first
+            for model, path, state in reversed(files):
+                _write_with_state(model, stack.enter_context(runs.atomic_path(path)), state)
+    except OSError as e:
+        kept = (f"{run_dir} still holds epoch {epoch - 1}; free space and continue with "
+                f"`kcv train --resume {run_dir}`" if epoch > 1 else "no epoch was saved")
+        raise KcvError(f"{e.filename or run_dir}: cannot save epoch {epoch} ({e.strerror or e}); "
+                       f"{kept}") from e
+
+
+class DamagedCheckpoint(Exception):
+    """A ``last.keras`` that exists but cannot be read (truncated, overwritten, not a zip)."""
+
+
 def read_state(path) -> dict | None:
-    """The ``kcv_state.json`` embedded in a ``.keras`` file, or ``None``."""
+    """The ``kcv_state.json`` embedded in a ``.keras`` file; ``None`` if there is no file or
+    no state in it (trained before resume support).
+
+    Raises:
+        DamagedCheckpoint: the file is there but damaged.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
             return json.loads(zf.read(STATE_ENTRY))
-    except (FileNotFoundError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+    except (FileNotFoundError, KeyError):
         return None
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as e:
+        raise DamagedCheckpoint(f"{type(e).__name__}: {e}") from None
 
 
 def float32_copy(model: keras.Model) -> keras.Model:
@@ -131,15 +169,23 @@ class RunWriter(keras.callbacks.Callback):
         row["images_per_sec"] = round(self.num_train / max(elapsed, 1e-9), 2)
         self.rows.append(row)
         value = logs.get(self.monitor)
+        files = []
         if value is not None and float(value) > self.best:
             self.best, self.best_epoch = float(value), epoch + 1
             best = float32_copy(self.deployable(self.model))
-            save_with_state(best, self.run_dir / MODEL_FILE,
-                            {"epoch": epoch + 1, "monitor": self.monitor, "value": self.best})
-        # last.keras carries the whole resume state; history.csv is a readable copy of it,
-        # written after, so a kill in between only leaves history.csv one epoch behind.
-        save_with_state(self.model, self.run_dir / LAST_FILE, self.state(epoch + 1))
-        runs.write_text(self.run_dir / HISTORY_FILE, rows_to_csv(self.rows))
+            files.append((best, self.run_dir / MODEL_FILE,
+                          {"epoch": epoch + 1, "monitor": self.monitor, "value": self.best}))
+        # last.keras carries the whole resume state, renamed into place last; history.csv is
+        # a readable copy of it, written after, so a kill in between only leaves history.csv
+        # one epoch behind.
+        files.append((self.model, self.run_dir / LAST_FILE, self.state(epoch + 1)))
+        save_epoch(files, self.run_dir, epoch + 1)
+        try:
+            runs.write_text(self.run_dir / HISTORY_FILE, rows_to_csv(self.rows))
+        except OSError as e:  # the epoch itself is saved: resumable from it
+            raise KcvError(f"{e.filename or self.run_dir / HISTORY_FILE}: cannot write ({e.strerror or e}); "
+                           f"{self.run_dir} holds epoch {epoch + 1}: free space and continue with "
+                           f"`kcv train --resume {self.run_dir}`") from e
         if self.patience and epoch + 1 - self.best_epoch >= self.patience:
             self.stopped_early = True
             self.model.stop_training = True
@@ -160,9 +206,10 @@ class NanGuard(keras.callbacks.TerminateOnNaN):
     ``last.keras`` and ``model.keras`` keep the last good epoch.
     """
 
-    def __init__(self, hint: str):
+    def __init__(self, hint: str, run_dir=None):
         super().__init__(raise_error=True)
         self.hint = hint
+        self.run_dir = run_dir
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -171,8 +218,10 @@ class NanGuard(keras.callbacks.TerminateOnNaN):
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
+            # Only a run with a saved epoch has a "last good epoch" to point at.
+            kept = f"; {self.run_dir} keeps the last good epoch" if self.run_dir and self.epoch > 0 else ""
             raise KcvError(f"training diverged: loss is {float(loss)} at epoch {self.epoch + 1}, "
-                           f"step {batch + 1}; {self.hint}")
+                           f"step {batch + 1}; {self.hint}{kept}")
 
 
 def _is_number(v) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import sys
 import tempfile
 import time
@@ -28,7 +29,9 @@ from kcv import compat, losses, metrics, runs
 from kcv.errors import KcvError
 from kcv.registry import create_model, get_spec
 from kcv.train import distribute, options
-from kcv.train.callbacks import LAST_FILE, NanGuard, RunWriter, finalize, float32_outputs, read_state, versions
+from kcv.models.feasibility import check_feasible
+from kcv.train.callbacks import (LAST_FILE, DamagedCheckpoint, NanGuard, RunWriter, finalize, float32_outputs,
+                                 read_state, versions)
 from kcv.train.class_weights import parse_class_weights, resolve_class_weights
 from kcv.train.fused_bn import fused_batch_norm
 from kcv.contracts import CONFIG_FILE, METRICS_FILE
@@ -80,6 +83,10 @@ def _check(cfg: TrainConfig, spec) -> None:
     options.check_values(cfg)  # choices and ranges the schema declares
     if cfg.img_size < spec.min_size:
         raise KcvError(f"--img-size {cfg.img_size}: {spec.name} needs at least {spec.min_size} px")
+    if not 0 <= cfg.seed < 2**32:  # what NumPy's and TensorFlow's seeding accept
+        raise KcvError(f"--seed {cfg.seed}: must be between 0 and {2**32 - 1}")
+    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        raise KcvError(f"--lr {cfg.lr}: must be a positive finite number")
     parse_class_weights(cfg.class_weights)  # format errors before any data is loaded
     if cfg.label_smoothing and spec.task != "classification":
         raise KcvError("--label-smoothing: classification only")
@@ -212,11 +219,15 @@ def train(config: TrainConfig) -> Path | None:
     if not config.resume and config.arch and get_spec(config.arch).capabilities.references:
         from kcv.train.knn import fit_knn  # no gradients: one pass stores the reference set
 
-        return fit_knn(config)
+        with runs.NewRunGuard():
+            return fit_knn(config)
     cfg, run_dir, state = _start(config)
+    # Sizes, depths and widths that cannot work are refused before any data or weights.
+    check_feasible(cfg.arch, 2, cfg.img_size, cfg.batch_size, cfg.model_args)
     strategy = distribute.select(cfg.distribute)
     chief = distribute.is_chief(strategy)
-    with precision_policy(cfg.precision), tempfile.TemporaryDirectory(prefix="kcv-worker-") as scratch:
+    with runs.NewRunGuard(), precision_policy(cfg.precision), \
+            tempfile.TemporaryDirectory(prefix="kcv-worker-") as scratch:
         keras.utils.set_random_seed(cfg.seed)
         spec = get_spec(cfg.arch)
         source = load_data(cfg.data, spec.task, cfg.img_size, seed=cfg.seed, val_split=cfg.val_split)
@@ -310,7 +321,7 @@ class _Job:
         return train_ds, val_ds
 
     def callbacks(self, writer, run_dir, chief: bool) -> list:
-        callbacks = [NanGuard(_nan_hint(self.cfg, run_dir)), writer]
+        callbacks = [NanGuard(_nan_hint(self.cfg), run_dir), writer]
         if self.cfg.tensorboard and chief:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
         for p in self.plugins:
@@ -340,22 +351,26 @@ def _start(config: TrainConfig):
     if not config.resume:
         return config.resolved(), None, None
     run_dir = runs.resolve_run(config.resume, config.out)
-    state = read_state(run_dir / LAST_FILE)
+    try:
+        state = read_state(run_dir / LAST_FILE)
+    except DamagedCheckpoint as e:
+        raise KcvError(f"{run_dir / LAST_FILE}: damaged ({e}); the run cannot be resumed from it") from None
     if state is None:
         raise KcvError(f"{run_dir}: no {LAST_FILE} with resume state (trained before resume support?)")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     saved = {k: v for k, v in runs.load_config(run_dir).items() if k in fields and k not in NOT_RECORDED}
-    cfg = TrainConfig(**saved, verbose=config.verbose)
-    if config.epochs is not None:
-        cfg.epochs = config.epochs
-    cfg = cfg.resolved()
+    try:
+        cfg = TrainConfig(**saved, verbose=config.verbose)
+        if config.epochs is not None:
+            cfg.epochs = config.epochs
+        cfg = cfg.resolved()
+    except (TypeError, ValueError) as e:  # a hand-edited config.json with values of the wrong type
+        raise KcvError(f"{run_dir / CONFIG_FILE}: damaged run config ({type(e).__name__}: {e})") from None
     done = int(state["epoch"])
     if done >= cfg.epochs and (run_dir / METRICS_FILE).is_file():
         raise KcvError(f"--resume {run_dir}: finished {done} of {cfg.epochs} epochs already; "
                        f"pass --epochs N (N > {done}) to train longer")
-    for stale in run_dir.glob(".*.tmp*"):  # a write the killed process never renamed
-        if stale.is_file():
-            stale.unlink()
+    runs.remove_stale_temps(run_dir)  # writes a killed process never renamed
     return cfg, run_dir, state
 
 
@@ -372,12 +387,11 @@ def _restore(model, strategy, last: Path, state: dict) -> None:
         compat.set_global_rng_state(rng)
 
 
-def _nan_hint(cfg: TrainConfig, run_dir) -> str:
+def _nan_hint(cfg: TrainConfig) -> str:
     hint = f"lower --lr (was {cfg.lr:g})"
     if cfg.precision == "mixed_float16":
         hint += " or use --precision float32/mixed_bfloat16"
-    where = f"; {run_dir} keeps the last good epoch" if run_dir else ""
-    return hint + where
+    return hint
 
 
 def _announce(cfg, model, source, strategy, run_dir, start) -> None:

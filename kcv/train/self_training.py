@@ -338,7 +338,8 @@ def self_train(cfg: SelfTrainConfig) -> Path:
     base, student, task = _checked(cfg)
     unlabeled = load_unlabeled(cfg.unlabeled, task, base.img_size)
     with _no_retracing_warnings():
-        return _rounds(cfg, base, student, task, unlabeled)
+        with runs.NewRunGuard():  # no run directory left by a round 0 that failed
+            return _rounds(cfg, base, student, task, unlabeled)
 
 
 @contextlib.contextmanager
