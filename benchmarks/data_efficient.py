@@ -72,26 +72,39 @@ def bench_cnn(num_classes, input_shape=(32, 32, 3), width=16, dropout=0.2):
     return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name="cnn")
 
 
-def write_folder(root: Path, per_class: int, size: int, repeat: int = 1) -> Path:
+def register_bench_cnn() -> None:
+    """Register ``bench_cnn`` as ``ARCH`` (benchmarks only; kcv's registry never lists it)."""
+    registry._ensure_loaded()
+    registry.register(ARCH, task="classification", family="bench", min_size=16,
+                      train_defaults={"img_size": 32, "epochs": 10, "batch_size": 32, "lr": 2e-3})(bench_cnn)
+
+
+def write_folder(root: Path, per_class: int, size: int, repeat: int = 1, n_val: int | None = None,
+                 transform=None) -> Path:
     """``root/train/<class>/`` with the first ``per_class`` shapes training images of each
     class (each written ``repeat`` times: a longer epoch, the same images), ``root/val/<class>/``
-    with the 600 shapes validation images."""
+    with the first ``n_val`` shapes validation images (default: all 600). ``transform(image,
+    split, index)`` (e.g. ``benchmarks/learn_study.py``'s harder variant) changes each image
+    before it is written."""
+    transform = transform or (lambda img, split, i: img)
     images, labels = shapes.make_split(per_class * 12, size, "classification", "train")
     count = {c: 0 for c in range(3)}
-    for img, lab in zip(images, labels):
+    for i, (img, lab) in enumerate(zip(images, labels)):
         if count[lab] < per_class:
             d = root / "train" / shapes.SHAPE_NAMES[lab]
             d.mkdir(parents=True, exist_ok=True)
+            img = transform(img, "train", i)
             for k in range(repeat):
                 Image.fromarray(img).save(d / f"t{count[lab]:04d}_{k:02d}.png")
             count[lab] += 1
     if min(count.values()) < per_class:
         raise RuntimeError("not enough images of some class; raise the pool")
-    images, labels = shapes.make_split(shapes.DEFAULT_SIZES["classification"][1], size, "classification", "val")
+    images, labels = shapes.make_split(n_val or shapes.DEFAULT_SIZES["classification"][1], size,
+                                       "classification", "val")
     for i, (img, lab) in enumerate(zip(images, labels)):
         d = root / "val" / shapes.SHAPE_NAMES[lab]
         d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(d / f"v{i:04d}.png")
+        Image.fromarray(transform(img, "val", i)).save(d / f"v{i:04d}.png")
     return root
 
 
@@ -333,9 +346,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(args.work or tempfile.mkdtemp(prefix="kcv-data-efficient-"))
-    registry._ensure_loaded()
-    registry.register(ARCH, task="classification", family="bench", min_size=16,
-                      train_defaults={"img_size": 32, "epochs": 10, "batch_size": 32, "lr": 2e-3})(bench_cnn)
+    register_bench_cnn()
     load0 = os.getloadavg()[0]
     st = [self_training(work, s, args) for s in seeds] if args.only in (None, "selftrain") else []
     ab = ablation(work, seeds[0], args, st[0]) if args.ablation and st else None
