@@ -35,8 +35,15 @@ The defaults are chosen by the mean over regimes of the per-regime mean gain ove
 (pairs and seeds averaged inside a regime). Not studied: whether the teacher sees the same
 augmented batch (kcv has no switch for it; it always does, as in Beyer et al. 2022).
 
-    python benchmarks/learn_study.py                 # the full study (~60 min on an idle 2-core CPU)
-    python benchmarks/learn_study.py --smoke         # one tiny regime, one seed (~3 min)
+    python benchmarks/learn_study.py                 # the full study: 2 seeds, ~100 CPU-minutes
+    python benchmarks/learn_study.py --smoke         # one tiny regime, one seed: ~2 CPU-minutes
+    python benchmarks/learn_study.py --from-json WORK/results.json   # tables only, from a finished run
+
+Cost (measured as process CPU time, all threads, on the shared 2-core machine; the wall time
+there was 5-7x longer under a load average of 12-15): ~12 CPU-s a scratch run and ~18 a
+distilled one at 32 px, so ~7 CPU-min per 32 px regime and seed (25 runs), ~16 for 64 px,
+~10 for segmentation; ~100 CPU-min for the study, i.e. 50-100 min on an idle 2-core machine
+depending on how well TensorFlow uses the second core. ``--seeds 0`` halves it.
     python benchmarks/learn_study.py --regimes cls32-50 --seeds 0 --no-write
 
 Results go to stdout, to ``WORK/results.json`` and to ``benchmarks/RESULTS.md`` between
@@ -312,7 +319,8 @@ def self_training_tables(cells: list, regimes: list) -> list:
                      f"| {'/'.join(str(st['chosen_round']) for st in mine)} "
                      f"| {_joined(mine, 1, 'pseudo_labels_kept')}; {_joined(mine, 2, 'pseudo_labels_kept')} "
                      f"| {ms(_round(st, 1, 'pseudo_label_accuracy') for st in mine)} "
-                     f"| {_joined(mine, 1, 'train_accuracy', '{:.2f}')}; {_joined(mine, 2, 'train_accuracy', '{:.2f}')} |")
+                     f"| {_joined(mine, 1, 'train_accuracy', '{:.2f}')}; "
+                     f"{_joined(mine, 2, 'train_accuracy', '{:.2f}')} |")
     lines += ["", "Values joined by `/` are per seed; `—`: the round did not run (patience stop or nothing "
               "kept). Kept per class (pixels for segmentation) and the reason for the result, per seed:", ""]
     for c in cells:
@@ -341,7 +349,8 @@ def distillation_tables(cells: list, regimes: list, gains: dict, best: tuple) ->
         wins = sum(1 for g in per if g and mean(g) > 0)
         mark = "**" if key == best else ""
         lines.append(f"| {mark}{t:g}{mark} | {mark}{a:g}{mark} | {'10 %' if warm else '—'} | "
-                     + " | ".join(ms(g, sign=True) for g in per) + f" | {mark}{avg:+.3f}{mark} | {wins}/{len(regimes)} |")
+                     + " | ".join(ms(g, sign=True) for g in per)
+                     + f" | {mark}{avg:+.3f}{mark} | {wins}/{len(regimes)} |")
     lines += ["", f"Per pair at the chosen T {best[0]:g}, α {best[1]:g} (gain over scratch, mean ± std over seeds):",
               "", "| regime | `wide` → student | `long` → student | warnings (runs with one / runs) |",
               "|---|---:|---:|---|"]
@@ -378,7 +387,8 @@ def headline(cells: list, regimes: list, gains: dict, best: tuple) -> list:
         st = [c["self_training"] for c in cells if c["regime"] == name]
         lines.append(f"| {name} | {ms(s['teacher'] for s in st)} → {ms(s['result'] for s in st)} | "
                      f"{ms((s['result'] - s['teacher'] for s in st), sign=True)} | "
-                     f"{ms(gains[best].get(name, []), sign=True)} | {ms(gains.get(cur, {}).get(name, []), sign=True)} |")
+                     f"{ms(gains[best].get(name, []), sign=True)} | "
+                     f"{ms(gains.get(cur, {}).get(name, []), sign=True)} |")
     return lines + [""]
 
 
@@ -390,6 +400,9 @@ def why(cells: list, regimes: list, gains: dict, best: tuple) -> list:
     wins = sum(1 for name in regimes if gains[best].get(name) and mean(gains[best][name]) > 0)
     text = [f"**Why these defaults.** Over {len(regimes)} regime(s), T {best[0]:g} with α {best[1]:g} has the "
             f"highest mean gain over scratch ({plain[best]:+.3f}) and beats scratch in {wins} of {len(regimes)}."]
+    if plain[best] <= 0:
+        text.append("No setting beats training from scratch on average: the study gives no reason for any "
+                    "distillation default here, and `--baseline` runs are the honest check.")
     if len(ranked) > 1:
         second = ranked[1]
         gap = plain[best] - plain[second]
@@ -416,8 +429,9 @@ def why(cells: list, regimes: list, gains: dict, best: tuple) -> list:
     better = sum(1 for s in st if s["chosen_round"] > 0)
     worse = sum(1 for s in st if s["result"] < s["teacher"])
     text.append(f"Self-training with its defaults returned a student in {better} of {len(st)} runs "
-                f"(regime × seed) and the labels-only teacher in the others; {worse} result(s) below the "
-                "teacher (0 by construction: the result is the best round on validation).")
+                f"(regime × seed) and the labels-only teacher in the others; "
+                + ("none below its teacher (by construction: the result is the best round on validation)."
+                   if not worse else f"{worse} result(s) BELOW the teacher: the best-of-rounds guarantee failed."))
     return [" ".join(text), ""]
 
 
@@ -436,7 +450,8 @@ def report(cells: list, pretrain: dict, args, load: tuple, minutes: dict) -> str
              f"{args.val} images) or mIoU (segmentation, {args.seg_val} images); {args.unlabeled} unlabeled images "
              f"per regime. Classification: `bench_cnn` (data_efficient.py) width 16 for self-training and the `wide` "
              f"teacher (pretrained on five other shapes, {args.pretrain_images} images × {args.pretrain_epochs} "
-             f"epochs, val accuracy {ms(p['score'] for p in pretrain.values())}), width 8 students from scratch; segmentation: U-Net depth 3, 8 / 4 base filters; `long` "
+             f"epochs, val accuracy {ms(p['score'] for p in pretrain.values())}), width 8 students from "
+             "scratch; segmentation: U-Net depth 3, 8 / 4 base filters; `long` "
              f"teacher = the student's architecture trained {args.long_factor}× longer. Students of self-training: "
              f"{args.student_epoch_share:g}× the teacher's epochs.", "",
              "| regime | task | px | labelled | epochs (teacher, scratch) |", "|---|---|---:|---|---:|"]
