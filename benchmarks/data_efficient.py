@@ -154,13 +154,16 @@ def write_other_shapes(root: Path, n: int, size: int) -> Path:
     return root
 
 
-def pretrain_backbone(work: Path, seed: int, args) -> Path:
-    """``bench_cnn`` trained on the five other shapes: the backbone the few-label runs start
-    from (``--pretrained``; matched by layer name, the 5-class head is not copied)."""
-    data = write_other_shapes(work / "other_shapes", args.pretrain_images, args.img_size)
+def pretrain_backbone(work: Path, seed: int, args, width: int = 16) -> Path:
+    """``bench_cnn`` (``width``) trained on the five other shapes: the backbone the few-label
+    runs start from (``--pretrained``; matched by layer name, the 5-class head is not copied)."""
+    data = work / "other_shapes"
+    if not data.exists():
+        write_other_shapes(data, args.pretrain_images, args.img_size)
+    name = f"source_s{seed}" if width == 16 else f"source_w{width}_s{seed}"
     return train(TrainConfig(arch=ARCH, data=str(data), img_size=args.img_size, epochs=args.pretrain_epochs,
-                             batch_size=32, lr=2e-3, seed=seed, out=str(work), name=f"source_s{seed}",
-                             model_args={"width": 16}, verbose=args.verbose))
+                             batch_size=32, lr=2e-3, seed=seed, out=str(work), name=name,
+                             model_args={"width": width}, verbose=args.verbose))
 
 
 def accuracy(run_dir) -> float:
