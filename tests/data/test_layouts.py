@@ -142,3 +142,13 @@ def test_damaged_layouts_are_one_line_naming_the_file(case, tmp_path, capsys):
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert str(bad.name) in err, err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_crop_run_exports_at_its_crop_size(tmp_path, capsys):
+    # the model takes any size (crops, whole photos); an exported file takes the crop size
+    write_cityscapes(tmp_path / "cs")
+    run = _train([*TINY_UNET, "--data", f"cityscapes:{tmp_path / 'cs'}", "--crop", "32"], tmp_path, capsys, "cs")
+    code, out, err = run_cli(["export", str(run), "--tflite"], capsys)
+    assert code == 0, err
+    report = json.loads((run / "exports" / "report.json").read_text())
+    assert report["formats"]["tflite"]["status"] == "ok", report["formats"]["tflite"]
