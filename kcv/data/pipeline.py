@@ -70,7 +70,13 @@ class DataSource:
     soft_targets: bool = False
     crop: Crop | None = None
     cache: str = "none"  # what holds the decoded images: none (stream), memory or disk
-    decoded_bytes: int | None = None  # estimate of the decoded set (both splits)
+    estimate: Callable[[], int] | None = None  # bytes of the decoded set (both splits)
+
+    @property
+    def decoded_bytes(self) -> int | None:
+        """Bytes of the decoded images and masks of both splits (``None``: not known).
+        Computed on demand: with ``crop`` it reads every file's header."""
+        return self.estimate() if self.estimate else None
 
     @property
     def num_classes(self) -> int:
@@ -255,7 +261,7 @@ def _file_source(data: str, task: str, img_size: int, seed: int, val_split: floa
               for split in ("train", "val")}
     return DataSource(task, listing.spec, img_size, listing.class_names, splits["train"].n,
                       splits["val"].n, _StoreRaw(splits), crop=crop,
-                      decoded_bytes=listing.decoded_bytes(size))
+                      estimate=lambda: listing.decoded_bytes(size))
 
 
 def load_data(data: str, task: str, img_size: int, seed: int = 0, val_split: float = 0.2,
