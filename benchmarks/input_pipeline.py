@@ -94,6 +94,30 @@ def run_train(listing: Path, work: Path, name: str, arch: str, img: int, epochs:
             "wall_s": float(wall), "load": round(load, 1)}
 
 
+PIPELINE = """
+import json, resource, sys, time
+from kcv.data.pipeline import load_data
+source = load_data("csv:" + sys.argv[1], "classification", 224).cached(sys.argv[2])
+t0 = time.perf_counter()
+n = sum(len(y) for _, y in source.train_stream(32, seed=0, epochs=1))
+print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                  "images_per_sec": round(n / (time.perf_counter() - t0), 1)}))
+"""
+
+
+def run_pipeline(listing: Path, cache: str) -> dict:
+    """One epoch of the training stream alone (224 px, batch 32, no model) in a fresh process:
+    ``{peak_rss_mb, images_per_sec, load}``. Without a model the data's share of the
+    memory is all there is to see."""
+    load = os.getloadavg()[0]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-c", PIPELINE, str(listing), cache],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"pipeline {listing} {cache}: failed\n{proc.stderr[-3000:]}")
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "load": round(load, 1)}
+
+
 def machine() -> str:
     import keras
     import tensorflow as tf
@@ -148,6 +172,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--work", default="/tmp/kcv-input-bench")
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--pipeline-only", action="store_true",
+                   help="memory: one epoch of the training stream alone, no model (fast)")
     p.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -157,7 +183,10 @@ def main() -> None:
     memory = {}
     for n in sizes:
         listing = write_list(folder, n)
-        memory[n] = {c: run_train(listing, work, f"mem-{c}-{n}", "lenet5", 224, 1, c) for c in ("none", "memory")}
+        if args.pipeline_only:
+            memory[n] = {c: run_pipeline(listing, c) for c in ("none", "memory")}
+        else:
+            memory[n] = {c: run_train(listing, work, f"mem-{c}-{n}", "lenet5", 224, 1, c) for c in ("none", "memory")}
         print(n, json.dumps(memory[n]), flush=True)
     speed = {"none": [], "memory": []}
     if not args.skip_speed:

@@ -285,7 +285,8 @@ def _read_json(path: Path) -> dict:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise KcvError(f"{path}: not valid JSON ({type(e).__name__})") from None
-    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")):
+    keys = ("images", "annotations", "categories")
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in keys):
         raise KcvError(f"{path}: expected COCO instances (lists 'images', 'annotations', 'categories')")
     return doc
 

@@ -92,7 +92,8 @@ def test_one_training_step_on_each_layout(layout, tmp_path, capsys):
 def test_deeplab_trains_on_voc_crops_and_eval_scores_whole_images(tmp_path, capsys):
     write_voc(tmp_path / "voc", w=80, h=60)
     deeplab = ["--arch", "deeplabv3plus", "--model-arg", "backbone=resnet18", "--model-arg", "output_stride=8",
-               "--model-arg", "aspp_filters=8", "--model-arg", "decoder_filters=8", "--model-arg", "low_level_filters=4"]
+               "--model-arg", "aspp_filters=8", "--model-arg", "decoder_filters=8",
+               "--model-arg", "low_level_filters=4"]
     run = _train([*deeplab, "--data", f"voc:{tmp_path / 'voc'}", "--crop", "64"], tmp_path, capsys, "dl")
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["crop"] == 64 and cfg["img_size"] == 64
@@ -138,7 +139,8 @@ def test_damaged_layouts_are_one_line_naming_the_file(case, tmp_path, capsys):
             bad.unlink()
         data, arch = f"csv:{listed}", (["--arch", "lenet5"] if case != "wrong task" else TINY_UNET)
         bad = listed if case == "wrong task" else bad
-    code, out, err = run_cli(["train", *arch, "--data", data, "--img-size", "32", "--out", str(tmp_path / "runs")], capsys)
+    argv = ["train", *arch, "--data", data, "--img-size", "32", "--out", str(tmp_path / "runs")]
+    code, out, err = run_cli(argv, capsys)
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     assert str(bad.name) in err, err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
