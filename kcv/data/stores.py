@@ -133,6 +133,9 @@ class PackedStore:
     @classmethod
     def from_dataset(cls, ds: tf.data.Dataset) -> "PackedStore":
         """Decode every ``(image, target)`` of ``ds`` once, into memory."""
+        n, spec = int(ds.cardinality()), ds.element_spec[0]
+        if n > 0 and spec.shape.is_fully_defined() and ds.element_spec[1].shape.is_fully_defined():
+            return cls._from_same_size(ds, n, spec.shape.as_list())
         images, targets = [], []
         for x, y in ds.prefetch(AUTOTUNE).as_numpy_iterator():
             images.append(x)
@@ -144,6 +147,17 @@ class PackedStore:
             mask_shapes = np.array([y.shape for y in targets], np.int64)
             return cls(flat, shapes, np.concatenate([y.reshape(-1) for y in targets]), mask_shapes)
         return cls(flat, shapes, np.stack(targets) if targets else np.zeros(0, np.int32))
+
+
+    @classmethod
+    def _from_same_size(cls, ds, n: int, shape: list) -> "PackedStore":
+        # Written in place as the images arrive: a list of arrays, then one concatenated
+        # copy, then the tensor would hold the set three times at once.
+        images = np.empty([n, *shape], np.uint8)
+        targets = np.empty([n, *ds.element_spec[1].shape], ds.element_spec[1].dtype.as_numpy_dtype)
+        for i, (x, y) in enumerate(ds.prefetch(AUTOTUNE).as_numpy_iterator()):
+            images[i], targets[i] = x, y
+        return cls.from_arrays(images, targets)
 
 
 class _Packed:
