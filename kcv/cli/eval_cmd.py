@@ -8,8 +8,9 @@ import click
 @click.command("eval")
 @click.argument("run", required=False)
 @click.option("--data", default=None,
-              help="Data to evaluate on: 'shapes', 'shapes:N' or a folder [default: the run's --data]; "
-                   "its validation split is used.")
+              help="Data to evaluate on: 'shapes', 'shapes:N', a folder or a named layout (voc:PATH, "
+                   "cityscapes:PATH, coco:PATH, csv:FILE) [default: the run's --data]; its validation split "
+                   "is used. A --crop run is scored on whole images at their own size.")
 @click.option("--batch-size", type=int, default=None, help="Batch size [default: the run's].")
 @click.option("--root", default="saved_models", show_default=True,
               help="Folder searched for RUN, and for the newest run when RUN is omitted.")

@@ -99,7 +99,8 @@ def evaluate_run(run=None, data: str | None = None, batch_size: int | None = Non
         raise KcvError(f"--crf refines segmentation masks; {run_dir} is a {found.task} run")
     model = found.model()
     data = data or cfg.get("data", "shapes")
-    source = found.data_source(data)
+    # a model trained on --crop crops is scored on whole images at their own size
+    source = found.data_source(data, whole_images=True)
     batch_size = int(batch_size or cfg.get("batch_size") or 32)
     if found.task == "segmentation":
         from kcv.postprocess.crf import crf_postprocess

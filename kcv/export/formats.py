@@ -130,6 +130,20 @@ class ExportContext:
         return 100 * (self.metric(self.reference) - self.metric(probs))
 
 
+def fixed_size(model, cfg: dict):
+    """``model`` with a fixed ``img_size`` input. A ``--crop`` run's model takes any size
+    (crops in training, whole photos in eval); an exported file takes one, so the same
+    weights go into the architecture built at ``img_size`` (the crop size by default)."""
+    if None not in tuple(model.input_shape[1:3]):
+        return model
+    from kcv.registry import create_model
+
+    side = int(cfg["img_size"])
+    fixed = create_model(cfg["arch"], int(cfg["num_classes"]), (side, side, 3), **cfg.get("model_args", {}))
+    fixed.set_weights(model.get_weights())
+    return fixed
+
+
 def load_calibration(source, options: ExportOptions, img_size: int) -> np.ndarray:
     """``--calib-samples`` training images of the run, or the images under ``--calib-data``."""
     if options.calib_data is None:
@@ -270,7 +284,7 @@ def export_run(run=None, formats=("tflite",), options: ExportOptions | None = No
     check_options(formats, options, set(given))
     run = runs.open_run(run, root)
     cfg = run.config
-    infer = inference_model(run.model())
+    infer = inference_model(fixed_size(run.model(), cfg))
     source = run.data_source()
     images, targets = source.arrays("val", limit=options.samples)
     reference = runners.open_runner(infer)(images)

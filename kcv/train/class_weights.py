@@ -66,7 +66,9 @@ def resolve_class_weights(value, source) -> list[float] | None:
         return None
     names = source.class_names
     if value == "auto":
-        targets = (y for _, y in source.raw("train").batch(64).as_numpy_iterator())
+        # targets only (masks without their images); one by one where sizes differ (--crop)
+        ds = source.targets("train")
+        targets = ds.as_numpy_iterator() if source.crop else ds.batch(64).as_numpy_iterator()
         return inverse_frequency(count_classes(targets, len(names)))
     if len(value) != len(names):
         raise KcvError(f"{FLAG}: {len(value)} weight(s) for {len(names)} classes ({', '.join(names)})")

@@ -89,8 +89,33 @@ def worker_label(strategy) -> str:
     return f"{r.task_type} {r.task_id}"
 
 
+def shard_of(strategy) -> tuple[int, int]:
+    """``(this worker's index, number of workers)``."""
+    r = strategy.cluster_resolver
+    workers = sum(len(v) for k, v in r.cluster_spec().as_dict().items() if k in ("chief", "worker"))
+    index = r.task_id + (1 if r.task_type == "worker" and "chief" in r.cluster_spec().as_dict() else 0)
+    return index, workers
+
+
+def per_worker(strategy, stream):
+    """The training stream, each worker reading only its own files.
+
+    ``stream(shard=(worker, workers), local_replicas=R)`` yields this worker's per-replica
+    batches (R per step): its slice
+    of every global batch, decoded here and nowhere else. tf.data's auto-sharding cannot do
+    this: ``AutoShardPolicy.FILE`` only finds files behind reader datasets (TFRecord, text
+    lines), not a list of image paths, and ``DATA`` makes every worker decode every image
+    and keep 1/N of them. The global batches are those of a one-worker run.
+    """
+    def fn(ctx: tf.distribute.InputContext):
+        return stream(shard=(ctx.input_pipeline_id, ctx.num_input_pipelines),
+                      local_replicas=ctx.num_replicas_in_sync // ctx.num_input_pipelines)
+
+    return strategy.distribute_datasets_from_function(fn)
+
+
 def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """Shard by elements: in-memory and cached sources have no files to split by."""
+    """Shard by elements (validation batches: every worker scores its part)."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)

@@ -52,6 +52,8 @@ class _TrainConfigMethods:
         options.refuse_unsupported(self, spec)  # before the defaults fill what was not given
         d = {**GLOBAL_DEFAULTS, **{k: v for k, v in spec.train_defaults.items() if k != "model_args"}}
         cfg = dataclasses.replace(self)
+        if cfg.crop is not None and cfg.img_size is None:
+            cfg.img_size = int(cfg.crop)  # what export and calibration use for a fixed size
         for key in GLOBAL_DEFAULTS:
             if getattr(cfg, key) is None:
                 setattr(cfg, key, d[key])
@@ -88,6 +90,7 @@ def _check(cfg: TrainConfig, spec) -> None:
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise KcvError(f"--lr {cfg.lr}: must be a positive finite number")
     parse_class_weights(cfg.class_weights)  # format errors before any data is loaded
+    _check_input(cfg, spec)
     if cfg.label_smoothing and spec.task != "classification":
         raise KcvError("--label-smoothing: classification only")
     if not 0 <= cfg.warmup_epochs < cfg.epochs:
@@ -100,6 +103,16 @@ def _check(cfg: TrainConfig, spec) -> None:
                            "(pip install tensorboard, or pip install 'kcv[tensorboard]')")
     for plugin in PLUGINS:  # flag errors of the techniques' options, before any data is loaded
         plugin().check(cfg, spec)
+
+
+def _check_input(cfg: TrainConfig, spec) -> None:
+    from kcv.data.crop import parse_crop
+
+    crop = parse_crop(cfg.crop, cfg.scale)  # --cache's choices are the schema's
+    if crop is not None and spec.task != "segmentation":
+        raise KcvError("--crop: segmentation only (classification resizes to --img-size)")
+    if crop is not None and crop.size < spec.min_size:
+        raise KcvError(f"--crop {crop.size}: {spec.name} needs at least {spec.min_size} px")
 
 
 class TrainPlugin:
@@ -212,6 +225,7 @@ def train(config: TrainConfig) -> Path | None:
         KcvError: a bad flag, bad data, a diverged run (NaN loss), or a Keras version
             kcv was not checked on (fit leans on Keras internals; fail before any file).
     """
+    from kcv.data.crop import parse_crop
     from kcv.data.pipeline import load_data
 
     compat.check()
@@ -230,7 +244,8 @@ def train(config: TrainConfig) -> Path | None:
             tempfile.TemporaryDirectory(prefix="kcv-worker-") as scratch:
         keras.utils.set_random_seed(cfg.seed)
         spec = get_spec(cfg.arch)
-        source = load_data(cfg.data, spec.task, cfg.img_size, seed=cfg.seed, val_split=cfg.val_split)
+        source = load_data(cfg.data, spec.task, cfg.img_size, seed=cfg.seed, val_split=cfg.val_split,
+                           crop=parse_crop(cfg.crop, cfg.scale))
         job = _Job(cfg, spec, source, strategy)
         source = job.source  # what the plugins made of it
         model = job.compiled_model()
@@ -241,6 +256,8 @@ def train(config: TrainConfig) -> Path | None:
         start = int(state["epoch"]) if state else 0
         if state:
             _restore(model, strategy, run_dir / LAST_FILE, state)
+        job.cache(Path(run_dir if chief else scratch) / "cache")
+        source = job.source
         writer = RunWriter(run_dir if chief else scratch, source.num_train, metrics.monitor(spec.task),
                            state, cfg.patience, job.deployable, rng={"seed": cfg.seed})
         train_ds, val_ds = job.datasets(model, start)
@@ -289,7 +306,9 @@ class _Job:
     def compiled_model(self) -> keras.Model:
         cfg, spec, source = self.cfg, self.spec, self.source
         with self.strategy.scope():
-            model = create_model(cfg.arch, source.num_classes, (cfg.img_size,) * 2 + (3,), **cfg.model_args)
+            # with --crop the model takes any size: crops in training, whole images in validation
+            side = None if source.crop else cfg.img_size
+            model = create_model(cfg.arch, source.num_classes, (side, side, 3), **cfg.model_args)
             if cfg.precision != "float32":
                 model = float32_outputs(model)
             for p in self.plugins:
@@ -306,19 +325,28 @@ class _Job:
             model.compile(**args)  # mixed_float16: Keras wraps the optimizer in LossScaleOptimizer
         return model
 
+    def cache(self, directory: Path) -> None:
+        """Hold the decoded images as ``--cache`` says (``disk``: under ``directory``)."""
+        self.source = self.source.cached(self.cfg.cache, directory)
+
     def datasets(self, model, start: int):
-        """``(train stream from epoch start, validation batches)``, sharded if multi-worker."""
+        """``(train stream from epoch start, validation batches)``. Multi-worker: each worker
+        reads only its slice of every global batch (kcv.train.distribute.per_worker)."""
         from kcv.augment import Augmenter
 
         cfg, source = self.cfg, self.source
         augment = Augmenter(self.policy, self.spec.task, source.num_classes) if self.policy else None
-        train_ds = source.train_stream(cfg.batch_size, cfg.seed, cfg.epochs, start, augment,
-                                       one_hot=self.soft, drop_remainder=self.drop)
+
+        def stream(shard=None, local_replicas=1):
+            return source.train_stream(cfg.batch_size, cfg.seed, cfg.epochs, start, augment, one_hot=self.soft,
+                                       drop_remainder=self.drop, shard=shard, local_replicas=local_replicas)
+
         val_ds = source.dataset("val", cfg.batch_size, one_hot=self.soft)
-        if distribute.is_multiworker(self.strategy):
-            train_ds, val_ds = distribute.shard_by_data(train_ds), distribute.shard_by_data(val_ds)
-            distribute.prepare_model(model, self.strategy, train_ds.element_spec)
-        return train_ds, val_ds
+        if not distribute.is_multiworker(self.strategy):
+            return stream(), val_ds
+        train_ds = distribute.per_worker(self.strategy, stream)
+        distribute.prepare_model(model, self.strategy, stream(distribute.shard_of(self.strategy)).element_spec)
+        return train_ds, distribute.shard_by_data(val_ds)
 
     def callbacks(self, writer, run_dir, chief: bool) -> list:
         callbacks = [NanGuard(_nan_hint(self.cfg), run_dir), writer]
@@ -403,8 +431,9 @@ def _announce(cfg, model, source, strategy, run_dir, start) -> None:
     if strategy.num_replicas_in_sync > 1:
         extra.append(f"{strategy.num_replicas_in_sync} replicas ({distribute.worker_label(strategy)})")
     what = f"resuming {run_dir} at epoch {start + 1}" if start else f"-> {run_dir or 'worker scratch'}"
+    size = f"{source.crop.size} px crops" if source.crop else f"{cfg.img_size} px"
     print(f"training {cfg.arch} ({model.count_params():,} params) on {source.spec}: "
-          f"{source.num_train} train / {source.num_val} val images at {cfg.img_size} px, "
+          f"{source.num_train} train / {source.num_val} val images at {size}, cache {source.cache}, "
           f"augment {cfg.augment}{', ' + ', '.join(extra) if extra else ''} {what}", flush=True)
 
 

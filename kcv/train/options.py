@@ -24,6 +24,7 @@ from typing import Any, Callable
 from kcv import losses, runs
 from kcv.capabilities import FITS
 from kcv.errors import KcvError
+from kcv.data.pipeline import CACHE_MODES
 from kcv.train import distribute
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
@@ -133,7 +134,8 @@ GRAD = "gradients"  # needs=GRAD: only a model trained by gradient descent can h
 CORE = (
     Option("arch", help="Architecture name (see `kcv models`); required unless --resume."),
     Option("data", default="shapes",
-           help="'shapes', 'shapes:N' (N training images) or a data folder (docs/design.md §5 layouts)."),
+           help="'shapes', 'shapes:N' (N training images), a data folder, or a named layout: voc:PATH, "
+                "cityscapes:PATH, coco:PATH, csv:FILE (see docs/datasets.md)."),
     Option("epochs", int, fallback=10, within="[1, inf)", needs=GRAD, with_resume=True,
            help="Epochs [default: the architecture's]; with --resume, the new total."),
     Option("batch_size", int, fallback=32, within="[1, inf)",
@@ -168,6 +170,16 @@ CORE = (
                 "frequency in the training targets, w_c = N / (C * n_c)."),
     Option("seed", int, 0, help="Seed for weights, shuffling, augmentation and splits."),
     Option("val_split", float, 0.2, help="Validation fraction for DATA/<class>/ folders without train/ and val/."),
+    # the input pipeline (kcv.data.pipeline, docs/datasets.md)
+    Option("cache", default="auto", choices=CACHE_MODES,
+           help="Where decoded images are kept between epochs: none = read from disk every epoch (memory "
+                "does not grow with the data set), memory, disk = RUN/cache/, auto = memory if the decoded "
+                "set fits 1 GiB, else none."),
+    Option("crop", int, metavar="N", within="[1, inf)",
+           help="Segmentation: train on random NxN crops of the images at their own size (after --scale "
+                "and a random flip); validation and eval score whole images."),
+    Option("scale", metavar="LO,HI",
+           help="With --crop: random scale factor range applied before cropping [default: 0.5,2.0]."),
     Option("precision", default="float32", choices=PRECISIONS, needs=GRAD,
            help="Compute precision; mixed_float16 uses dynamic loss scaling; weights stay float32."),
     Option("jit", bool, False, needs=GRAD, help="Compile the train step with XLA."),

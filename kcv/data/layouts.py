@@ -1,0 +1,337 @@
+"""The data layouts ``--data`` understands, each checked file by file before training.
+
+- ``folders``: kcv's class folders and ``images/``+``masks/`` folders (:mod:`kcv.data.folders`).
+- ``voc``: Pascal VOC 2012 (Everingham et al. 2010): ``JPEGImages/``, palette PNGs in
+  ``SegmentationClass/`` (255 = object border, ignored), ``ImageSets/Segmentation/{train,val}.txt``.
+- ``cityscapes`` (Cordts et al. 2016): ``leftImg8bit/{train,val}/CITY/*_leftImg8bit.png`` and
+  ``gtFine/{train,val}/CITY/*_gtFine_labelIds.png``, mapped to the 19 training IDs (others 255).
+- ``coco`` (Lin et al. 2014): ``annotations/instances_{train,val}*.json``; polygons and RLE
+  rasterised to semantic masks with pycocotools (crowd regions 255); classes from the file.
+- ``csv``: a classification list, ``path,label`` per row (optional third column
+  ``train``/``val``; otherwise split by ``--val-split``), paths relative to the file.
+
+Name the layout (``voc:PATH``) or let :func:`detect` recognise it from the folder. Every
+layout yields a :class:`Listing`; a bad file is one ``KcvError`` naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from kcv.contracts import IGNORE_LABEL
+from kcv.data import folders
+from kcv.errors import KcvError
+
+SEGMENTATION_LAYOUTS = ("voc", "cityscapes", "coco")
+LAYOUTS = ("folders", "csv") + SEGMENTATION_LAYOUTS
+
+VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+               "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+               "sheep", "sofa", "train", "tvmonitor")
+# Cityscapes' 19 evaluated classes, by labelId (cityscapesScripts helpers/labels.py).
+CITYSCAPES_TRAIN_IDS = {7: "road", 8: "sidewalk", 11: "building", 12: "wall", 13: "fence", 17: "pole",
+                        19: "traffic light", 20: "traffic sign", 21: "vegetation", 22: "terrain",
+                        23: "sky", 24: "person", 25: "rider", 26: "car", 27: "truck", 28: "bus",
+                        31: "train", 32: "motorcycle", 33: "bicycle"}
+CITYSCAPES_LUT = np.full(256, IGNORE_LABEL, np.uint8)
+CITYSCAPES_LUT[list(CITYSCAPES_TRAIN_IDS)] = np.arange(len(CITYSCAPES_TRAIN_IDS))
+
+
+@dataclass
+class Listing:
+    """A data set as files: class names and per split ``[(image path, target)]``; a target is
+    a class index, or a key that ``read_mask`` turns into ``uint8 [h, w]`` class indices."""
+
+    task: str
+    spec: str
+    class_names: list
+    splits: dict = field(default_factory=dict)
+    read_mask: Callable[[str], np.ndarray] | None = None
+
+    def decoded_bytes(self, size: int | None) -> int:
+        """Bytes of the decoded set (both splits; images + masks) at ``size`` (``None``: each
+        image's own size, read from the file headers)."""
+        per_pixel = 3 + (self.read_mask is not None)
+        items = [p for split in self.splits.values() for p, _ in split]
+        if size is not None:
+            return len(items) * size * size * per_pixel
+        return sum(w * h * per_pixel for w, h in folders._parallel(_header_size, items))
+
+
+def _header_size(path):
+    with Image.open(path) as im:
+        return im.size
+
+
+def detect(path: Path) -> str:
+    """The layout of ``path`` from what it holds (``folders`` when nothing else fits)."""
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return "csv"
+    if path.is_dir():
+        if _voc_root(path) is not None:
+            return "voc"
+        if (path / "leftImg8bit").is_dir() and (path / "gtFine").is_dir():
+            return "cityscapes"
+        if list((path / "annotations").glob("instances_*.json")):
+            return "coco"
+    return "folders"
+
+
+def load(data: str, task: str, seed: int = 0, val_split: float = 0.2) -> Listing:
+    """The :class:`Listing` of ``--data`` (``LAYOUT:PATH`` or a path), checked file by file."""
+    m = re.fullmatch(r"([a-z]+):(.+)", data)
+    if m and m.group(1) in LAYOUTS:
+        layout, path = m.group(1), Path(m.group(2))
+    else:
+        layout, path = None, Path(data)
+    if not path.exists():
+        raise KcvError(f"{path}: data {'file' if layout == 'csv' else 'folder'} not found")
+    layout = layout or detect(path)
+    wanted = "classification" if layout == "csv" else "segmentation" if layout in SEGMENTATION_LAYOUTS else task
+    if wanted != task:
+        raise KcvError(f"--data {data}: a {wanted} layout ({layout}); this architecture does {task}")
+    loader = {"folders": _folders, "csv": _csv, "voc": _voc, "cityscapes": _cityscapes, "coco": _coco}[layout]
+    listing = loader(path, task, seed, val_split) if layout in ("folders", "csv") else loader(path)
+    listing.spec = data
+    return listing
+
+
+def _folders(root: Path, task: str, seed: int, val_split: float) -> Listing:
+    if task == "classification":
+        found = folders.load_classification(root, val_split=val_split, seed=seed)
+        return Listing(task, str(root), found.class_names, {"train": found.train, "val": found.val})
+    found = folders.load_segmentation(root)
+    return Listing(task, str(root), found.class_names, {"train": found.train, "val": found.val},
+                   read_mask=lambda key: folders.read_mask(Path(key)))
+
+
+# --- CSV list (classification) -------------------------------------------------------------
+
+def _csv(path: Path, task: str, seed: int, val_split: float) -> Listing:
+    if not path.is_file():
+        raise KcvError(f"{path}: not a file (csv: expects a list of path,label rows)")
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise KcvError(f"{path}: not a readable CSV list ({type(e).__name__})") from None
+    rows = [r for r in rows if r and any(c.strip() for c in r)]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]  # header
+    entries = []
+    for n, row in enumerate(rows, 1):
+        if len(row) not in (2, 3) or (len(row) == 3 and row[2].strip() not in ("train", "val")):
+            raise KcvError(f"{path}: row {n} '{','.join(row)}': expected path,label or path,label,train|val")
+        image = (path.parent / row[0].strip())
+        if not image.is_file():
+            raise KcvError(f"{path}: row {n}: image {image} not found")
+        entries.append((image, row[1].strip(), row[2].strip() if len(row) == 3 else None))
+    names = sorted({label for _, label, _ in entries})
+    folders._check_classes(names, path)
+    items = [(p, names.index(label)) for p, label, _ in entries]
+    if all(s is not None for _, _, s in entries):
+        train = [it for it, (_, _, s) in zip(items, entries) if s == "train"]
+        val = [it for it, (_, _, s) in zip(items, entries) if s == "val"]
+    else:
+        if not 0.0 < val_split < 1.0:
+            raise KcvError(f"--val-split {val_split}: must be between 0 and 1")
+        train, val = folders._split(items, val_split, seed)
+    for split, part in (("training", train), ("validation", val)):
+        if not part:
+            raise KcvError(f"{path}: no {split} images")
+    folders._parallel(lambda it: folders.check_image(it[0]), train + val)
+    return Listing("classification", str(path), names, {"train": train, "val": val})
+
+
+# --- Pascal VOC 2012 -------------------------------------------------------------------------
+
+def _voc_root(path: Path) -> Path | None:
+    for root in (path, path / "VOC2012", path / "VOCdevkit" / "VOC2012"):
+        if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
+            return root
+    return None
+
+
+def _voc(path: Path) -> Listing:
+    root = _voc_root(path)
+    if root is None:
+        raise KcvError(f"{path}: not a Pascal VOC folder (expected JPEGImages/ and SegmentationClass/)")
+    splits = {}
+    for split in ("train", "val"):
+        ids_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not ids_file.is_file():
+            raise KcvError(f"{ids_file}: not found (VOC lists its {split} images there)")
+        ids = [line.strip() for line in _read_text(ids_file).splitlines() if line.strip()]
+        if not ids:
+            raise KcvError(f"{ids_file}: lists no images")
+        pairs = []
+        for name in ids:
+            image, mask = root / "JPEGImages" / f"{name}.jpg", root / "SegmentationClass" / f"{name}.png"
+            for f in (image, mask):
+                if not f.is_file():
+                    raise KcvError(f"{f}: not found (listed in {ids_file})")
+            pairs.append((image, mask))
+        splits[split] = pairs
+    k = len(VOC_CLASSES)
+    folders._parallel(lambda pair: folders._check_pair(pair, k), splits["train"] + splits["val"])
+    return Listing("segmentation", str(path), list(VOC_CLASSES), splits,
+                   read_mask=lambda key: folders.read_mask(Path(key)))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise KcvError(f"{path}: not UTF-8 text") from None
+
+
+# --- Cityscapes ------------------------------------------------------------------------------
+
+def read_cityscapes_mask(path) -> np.ndarray:
+    """A ``*_gtFine_labelIds.png`` as training IDs 0..18, every other label 255."""
+    return CITYSCAPES_LUT[folders.read_mask(Path(path))]
+
+
+def _cityscapes(root: Path) -> Listing:
+    splits = {}
+    for split in ("train", "val"):
+        images_dir = root / "leftImg8bit" / split
+        if not images_dir.is_dir():
+            raise KcvError(f"{images_dir}: folder not found (expected leftImg8bit/{split}/CITY/*_leftImg8bit.png)")
+        images = sorted(images_dir.glob("*/*_leftImg8bit.png"))
+        if not images:
+            raise KcvError(f"{images_dir}: no */*_leftImg8bit.png images")
+        pairs = []
+        for image in images:
+            stem = image.name[: -len("_leftImg8bit.png")]
+            mask = root / "gtFine" / split / image.parent.name / f"{stem}_gtFine_labelIds.png"
+            if not mask.is_file():
+                raise KcvError(f"{image}: image without labels (expected {mask})")
+            pairs.append((image, mask))
+        splits[split] = pairs
+    folders._parallel(_check_cityscapes_pair, splits["train"] + splits["val"])
+    return Listing("segmentation", str(root), list(CITYSCAPES_TRAIN_IDS.values()), splits,
+                   read_mask=read_cityscapes_mask)
+
+
+def _check_cityscapes_pair(pair):
+    image, mask_path = pair
+    w, h = folders.check_image(image)
+    mask = folders.read_mask(mask_path)
+    if mask.shape != (h, w):
+        raise KcvError(f"{mask_path}: label size {mask.shape[1]}x{mask.shape[0]} differs from "
+                       f"image size {w}x{h} of {image.name}")
+    if mask.max(initial=0) > 33:
+        raise KcvError(f"{mask_path}: labelId {int(mask.max())} is not a Cityscapes label (0..33)")
+
+
+# --- COCO ------------------------------------------------------------------------------------
+
+class _CocoMasks:
+    """Semantic masks of COCO images: each annotation painted with its class index in file
+    order (polygons and RLE decoded by pycocotools), crowd regions 255."""
+
+    def __init__(self):
+        self.images: dict = {}  # key -> (h, w, [annotations])
+        self.classes: dict = {}  # category id -> class index (1..K; 0 = background)
+
+    def __call__(self, key: str) -> np.ndarray:
+        from pycocotools import mask as rle
+
+        h, w, anns = self.images[key]
+        out = np.zeros((h, w), np.uint8)
+        for ann in anns:
+            seg = ann["segmentation"]
+            if isinstance(seg, list):  # polygons
+                m = rle.decode(rle.merge(rle.frPyObjects(seg, h, w)))
+            elif isinstance(seg["counts"], list):  # uncompressed RLE
+                m = rle.decode(rle.frPyObjects(seg, h, w))
+            else:
+                m = rle.decode(seg)
+            out[m.astype(bool)] = IGNORE_LABEL if ann.get("iscrowd") else self.classes[ann["category_id"]]
+        return out
+
+
+def _coco(root: Path) -> Listing:
+    files = {f.stem[len("instances_"):]: f for f in sorted((root / "annotations").glob("instances_*.json"))}
+    names = {split: next((s for s in files if s.startswith(split)), None) for split in ("train", "val")}
+    for split, name in names.items():
+        if name is None:
+            raise KcvError(f"{root / 'annotations'}: no instances_{split}*.json")
+    masks, categories, splits = _CocoMasks(), None, {}
+    for split, name in names.items():
+        doc = _read_json(files[name])
+        cats = sorted((int(c["id"]), str(c["name"])) for c in doc["categories"])
+        if categories is None:
+            categories = cats
+            masks.classes = {cid: i + 1 for i, (cid, _) in enumerate(cats)}
+        elif cats != categories:
+            raise KcvError(f"{files[name]}: categories differ from {files[names['train']]}")
+        splits[split] = _coco_split(root, name, files[name], doc, masks)
+    folders._parallel(lambda it: _check_coco_image(it, masks), splits["train"] + splits["val"])
+    return Listing("segmentation", str(root), ["background"] + [n for _, n in categories], splits,
+                   read_mask=masks)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise KcvError(f"{path}: not valid JSON ({type(e).__name__})") from None
+    keys = ("images", "annotations", "categories")
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in keys):
+        raise KcvError(f"{path}: expected COCO instances (lists 'images', 'annotations', 'categories')")
+    return doc
+
+
+def _coco_split(root, name, path, doc, masks) -> list:
+    folder = next((d for d in (root / name, root / "images" / name) if d.is_dir()), None)
+    if folder is None:
+        raise KcvError(f"{root / name}: image folder of {path.name} not found")
+    anns: dict = {}
+    for ann in doc["annotations"]:
+        try:
+            if int(ann["category_id"]) not in masks.classes:
+                raise KcvError(f"{path}: annotation {ann.get('id')}: unknown category_id {ann['category_id']}")
+            _check_segmentation(ann["segmentation"])
+        except (KeyError, TypeError, ValueError):
+            raise KcvError(f"{path}: annotation {ann.get('id') if isinstance(ann, dict) else ann}: "
+                           "malformed (needs category_id and a polygon list or an RLE)") from None
+        anns.setdefault(ann["image_id"], []).append(ann)
+    items = []
+    for img in doc["images"]:
+        try:
+            key, file = f"{name}:{img['id']}", folder / img["file_name"]
+            masks.images[key] = (int(img["height"]), int(img["width"]), anns.get(img["id"], []))
+        except (KeyError, TypeError, ValueError):
+            raise KcvError(f"{path}: image entry {img}: needs id, file_name, width and height") from None
+        if not file.is_file():
+            raise KcvError(f"{file}: not found (listed in {path})")
+        items.append((file, key))
+    if not items:
+        raise KcvError(f"{path}: lists no images")
+    return items
+
+
+def _check_segmentation(seg) -> None:
+    if isinstance(seg, list):
+        if not seg or any(len(p) < 6 or len(p) % 2 for p in seg):
+            raise ValueError("polygon")
+        [float(v) for p in seg for v in p]
+    elif not ("counts" in seg and len(seg["size"]) == 2):
+        raise ValueError("rle")
+
+
+def _check_coco_image(item, masks) -> None:
+    file, key = item
+    w, h = folders.check_image(file)
+    if (h, w) != masks.images[key][:2]:
+        raise KcvError(f"{file}: image size {w}x{h} differs from the {masks.images[key][1]}x"
+                       f"{masks.images[key][0]} its annotation file states")
