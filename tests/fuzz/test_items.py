@@ -244,7 +244,7 @@ def test_item17_export_removes_what_a_killed_export_left(tmp_path, capsys, cls_r
 
     run = shutil.copytree(cls_run, tmp_path / "run")
     exports = run / "exports"
-    exports.mkdir()
+    exports.mkdir(exist_ok=True)  # the shared run may have been exported by an earlier case
     dead = 2**22 + 12345  # above Linux's pid_max: no such process
     stale = [exports / f".model_fp32.tmp-{dead}-abc.tmp.tflite", exports / f".saved_model.tmp-{dead}-x.tmp"]
     stale[0].write_bytes(b"half")
