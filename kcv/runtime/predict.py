@@ -73,9 +73,10 @@ def load_image(path, size) -> tuple[np.ndarray, np.ndarray]:
     """``(model input float32 [H, W, 3], original uint8 [h, w, 3])`` of an image file.
 
     Resized exactly as the training pipeline does (bilinear with antialiasing, rounded to
-    uint8), so a prediction sees what validation saw. Grayscale/RGBA become RGB.
+    uint8; :mod:`kcv.runtime.image` does it bit for bit without TensorFlow), so a
+    prediction sees what validation saw. Grayscale/RGBA become RGB.
     """
-    import tensorflow as tf
+    from kcv.runtime.image import resize_to_uint8
 
     h, w = (size, size) if isinstance(size, int) else size
     try:
@@ -83,9 +84,7 @@ def load_image(path, size) -> tuple[np.ndarray, np.ndarray]:
             original = np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise KcvError(f"{path}: cannot read image ({type(e).__name__})") from None
-    resized = tf.image.resize(original, [h, w], method="bilinear", antialias=True)
-    resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-    return np.asarray(resized, np.float32), original
+    return resize_to_uint8(original, (h, w)).astype(np.float32), original
 
 
 def open_predictor(model=None, runtime: str | None = None, img_size: int | None = None,
@@ -123,8 +122,20 @@ def _describe(runner, file: Path, kind: str, run: runs.Run | None, img_size) -> 
         h = w = int(img_size)
     probe = runner(np.zeros((1, h, w, 3), np.float32))
     task = "classification" if probe.ndim == 2 else "segmentation"
-    names = [f"class_{i}" for i in range(probe.shape[-1])]
+    names = _metadata_labels(file) if kind == "tflite" else []
+    if len(names) != probe.shape[-1]:
+        names = [f"class_{i}" for i in range(probe.shape[-1])]
     return Predictor(runner, task, names, (h, w), file, kind)
+
+
+def _metadata_labels(file: Path) -> list:
+    """Class names from a ``.tflite`` file's TFLite Metadata (``labels.txt``), if any."""
+    from kcv.export import metadata
+
+    try:
+        return list((metadata.read(file.read_bytes()) or {}).get("labels", []))
+    except Exception:  # metadata written by another tool in a form we do not parse: use indices
+        return []
 
 
 def choose_runtime(run, runtime: str | None = None) -> tuple[Path, str]:
