@@ -12,6 +12,7 @@ import sys
 import click
 
 from kcv import __version__
+from kcv.errors import KcvError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -67,13 +68,27 @@ DISK_ERRNOS = {"ENOSPC": "no space left on the device", "EDQUOT": "disk quota ex
                "EROFS": "read-only file system", "EACCES": "permission denied"}
 
 
+# Commands that load Keras only when their model is a run or a .keras file; on .tflite and
+# .onnx files they run without TensorFlow (kcv_entry, docs/deploy.md).
+KERAS_FREE = ("predict", "benchmark")
+
+
+def _load_keras_for(argv) -> None:
+    """Register kcv's Keras objects unless the command is one of :data:`KERAS_FREE`."""
+    import kcv
+
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is None or command in KERAS_FREE or command not in cli.commands:
+        return
+    kcv.load_keras(f"kcv {command}")
+
+
 def main(argv=None):
     """Console entry point: runs the click group and turns errors into one line + exit 2."""
-    from kcv.errors import KcvError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
+        _load_keras_for(argv)
         rc = cli.main(args=argv, prog_name="kcv", standalone_mode=False)
     except KcvError as e:
         if debug:

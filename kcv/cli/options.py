@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import yaml
-
 from kcv.errors import KcvError
 
 
@@ -12,6 +10,8 @@ def parse_model_args(pairs) -> dict:
 
     Values are parsed as YAML scalars, so numbers, booleans and lists come out typed.
     """
+    import yaml
+
     out = {}
     for pair in pairs or ():
         key, sep, value = pair.partition("=")

@@ -68,10 +68,12 @@ class Triage:
             set did not cover, which are clipped; calibration images would hide that.
     """
 
-    def __init__(self, saved_model_dir, calibration: np.ndarray, debug_images: np.ndarray):
+    def __init__(self, saved_model_dir, calibration: np.ndarray, debug_images: np.ndarray,
+                 int8_io: str = "uint8"):
         import tensorflow as tf
 
-        conv = tflite.make_converter(saved_model_dir, "int8", calibration)
+        self.int8_io = int8_io
+        conv = tflite.make_converter(saved_model_dir, "int8", calibration, int8_io)
         debug_set = tflite.representative_dataset(debug_images[:DEBUG_IMAGES])
         with tflite.quiet():
             self.debugger = tf.lite.experimental.QuantizationDebugger(
@@ -95,15 +97,24 @@ class Triage:
         return self.errors[:n]
 
     def quantize(self, keep_float=()) -> bytes:
-        """An int8-input/output model with the tensors in ``keep_float`` computed in float."""
+        """A full-int8 model (uint8 input, ``int8_io`` output, as :func:`tflite.convert`)
+        with the tensors in ``keep_float`` computed in float."""
         # What debugger.get_nondebug_quantized_model() runs, called directly: going through
         # the public `debugger.options` setter would rebuild the instrumented model on every
         # call and fails outright once every layer is denylisted (no NumericVerify left).
         from tensorflow.lite.python import convert as tfl_convert
 
+        import tensorflow as tf
+        from tensorflow.lite.python.util import modify_model_io_type
+
         with tflite.quiet():
-            return tfl_convert.mlir_quantize(self.debugger.calibrated_model, fully_quantize=True,
+            # Float I/O around the int8 body, then the converter's own I/O rewrite (MLIR's
+            # fully_quantize writes int8 input and output, not uint8). A tensor next to the
+            # input or output that is kept in float keeps that side float.
+            data = tfl_convert.mlir_quantize(self.debugger.calibrated_model, fully_quantize=False,
                                              denylisted_nodes=list(keep_float) or None)
+            data = modify_model_io_type(data, tf.uint8, tflite.io_dtype(self.int8_io))
+        return tflite.finish_int8(bytes(data))
 
     def keep_float_auto(self, drop_of: Callable[[bytes], float], max_drop: float):
         """Keep the worst 1, 2, 4, ... suspicious layers (rmse/scale above

@@ -40,7 +40,8 @@ def benchmark_table(section: dict) -> str:
     for r in section["rows"]:
         delta = "—" if r["format"] == "keras" or "delta_points" not in r else f"{r['delta_points']:+.2f}"
         peak = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.1f}"
-        lines.append(f"| {r['format']} | {r['size_mb']:.3f} | {r['metric_name']} {r['metric']:.4f} | {delta} | "
+        metric = "—" if r["metric"] is None else f"{r['metric_name']} {r['metric']:.4f}"  # a bare file: no data
+        lines.append(f"| {r['format']} | {r['size_mb']:.3f} | {metric} | {delta} | "
                      f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['init_ms']:.0f} | {peak} |")
     return "\n".join(lines)
 

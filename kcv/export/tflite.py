@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8")
+# Output type of the full-int8 file (``--int8-io``); its input is always uint8 raw pixels.
+# uint8 is what MediaPipe Tasks (which refuse int8 tensors) and the Edge TPU take.
+INT8_IO = ("uint8", "int8", "float")
 
 
 @contextlib.contextmanager
@@ -82,16 +85,17 @@ def representative_dataset(images: np.ndarray):
     return gen
 
 
-def make_converter(saved_model_dir, variant: str, calibration: np.ndarray | None = None):
+def make_converter(saved_model_dir, variant: str, calibration: np.ndarray | None = None,
+                   int8_io: str = "uint8"):
     """A ``TFLiteConverter`` configured for ``variant`` (one of :data:`VARIANTS`).
 
     * ``fp32``: no optimization.
     * ``fp16``: weights stored as float16 (``supported_types=[float16]``); CPU kernels
       dequantize them once at load, the GPU delegate computes in fp16.
     * ``dynamic``: weights int8, activations float, quantized on the fly per op.
-    * ``int8``: weights and activations int8 calibrated on ``calibration`` images, int8
-      input and output tensors (``TFLITE_BUILTINS_INT8``: conversion fails rather than
-      leave a float op behind).
+    * ``int8``: weights and activations int8 calibrated on ``calibration`` images
+      (``TFLITE_BUILTINS_INT8``: conversion fails rather than leave a float op behind),
+      uint8 input (see :func:`finish_int8`) and an ``int8_io`` output (:data:`INT8_IO`).
     """
     import tensorflow as tf
 
@@ -111,15 +115,35 @@ def make_converter(saved_model_dir, variant: str, calibration: np.ndarray | None
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative_dataset(calibration)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = io_dtype(int8_io)
     return conv
 
 
-def convert(saved_model_dir, variant: str, calibration: np.ndarray | None = None) -> bytes:
+def io_dtype(int8_io: str):
+    """The TensorFlow dtype of an ``--int8-io`` choice."""
+    import tensorflow as tf
+
+    if int8_io not in INT8_IO:
+        raise ValueError(f"int8_io must be one of {INT8_IO}, not {int8_io!r}")
+    return {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}[int8_io]
+
+
+def finish_int8(data: bytes) -> bytes:
+    """Declare the uint8 input of a full-int8 file as raw pixels (scale 1, zero point 0);
+    :func:`kcv.export.tflite_model.set_pixel_input` says why. A file whose first layer
+    ``--int8-keep-float`` kept in float has a float input and is left as it is."""
+    from kcv.export.tflite_model import io_types, set_pixel_input
+
+    return set_pixel_input(data) if io_types(data)[0] == "uint8" else data
+
+
+def convert(saved_model_dir, variant: str, calibration: np.ndarray | None = None,
+            int8_io: str = "uint8") -> bytes:
     """The ``.tflite`` flatbuffer of ``variant``."""
     with quiet():
-        return make_converter(saved_model_dir, variant, calibration).convert()
+        data = make_converter(saved_model_dir, variant, calibration, int8_io).convert()
+    return finish_int8(data) if variant == "int8" else data
 
 
 def convert_fp32(model, path: Path, **_) -> None:

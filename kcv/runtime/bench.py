@@ -89,23 +89,62 @@ def time_runner(runner, image: np.ndarray, runs_: int) -> tuple[float, float]:
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 95) * 1e3)
 
 
-def measure(name: str, open_fn, images, targets, task, num_classes, threads: int, runs_: int) -> dict:
-    """One benchmark row: open with ``open_fn(threads)``, score, time, measure memory."""
+def measure_latency(open_fn, image: np.ndarray, threads: int, runs_: int):
+    """``(runner, timings)``: open with ``open_fn(threads)``, time batch-1 calls on ``image``,
+    measure the memory added (see the module docstring)."""
     _release_freed_memory()
     can_peak = _reset_peak()
     rss0 = _status_kb("VmRSS")
     t0 = time.perf_counter()
     runner = open_fn(threads)
-    runner(images[:1])
+    runner(image[None])
     init_ms = (time.perf_counter() - t0) * 1e3
-    p50, p95 = time_runner(runner, images[0], runs_)
+    p50, p95 = time_runner(runner, image, runs_)
     hwm = _status_kb("VmHWM")  # before scoring: the stacked outputs are not the runtime's
     peak = round((hwm - rss0) / 1024, 1) if can_peak and hwm and rss0 else None
+    return runner, {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "init_ms": round(init_ms, 1), "peak_mb": peak}
+
+
+def measure(name: str, open_fn, images, targets, task, num_classes, threads: int, runs_: int) -> dict:
+    """One benchmark row: open with ``open_fn(threads)``, score, time, measure memory."""
+    runner, timings = measure_latency(open_fn, images[0], threads, runs_)
     probs = runner(images)
     metric_name, metric = task_metric(probs, targets, task, num_classes)
     del runner
-    return {"format": name, "metric_name": metric_name, "metric": metric, "p50_ms": round(p50, 3),
-            "p95_ms": round(p95, 3), "init_ms": round(init_ms, 1), "peak_mb": peak, "probs": probs}
+    return {"format": name, "metric_name": metric_name, "metric": metric, **timings, "probs": probs}
+
+
+def benchmark_file(path, images=(), threads: int = 2, runs_: int = 50) -> dict:
+    """Size, batch-1 latency, init time and peak memory of one ``.tflite`` / ``.onnx`` file,
+    without TensorFlow (``kcv benchmark FILE``): no run, so no metric column.
+
+    Args:
+        images: image files to time on (the first) and to run once each (all); none: a
+            fixed random image of the file's input size.
+    """
+    from kcv.runtime.predict import load_image
+
+    path = Path(path)
+    kind = runners.SUFFIXES.get(path.suffix.lower())
+    if kind not in ("tflite", "onnx"):
+        raise KcvError(f"{path}: kcv benchmark takes a run, or a .tflite or .onnx file")
+    if threads < 1 or runs_ < 1:
+        raise KcvError("--threads and --runs must be at least 1")
+    probe = runners.open_runner(path, threads=threads)  # one-line errors for missing or corrupt files
+    h, w = probe.input_shape[:2]
+    if images:
+        if h is None or w is None:
+            raise KcvError(f"{path}: the model accepts any input size; benchmark it within its run")
+        batch = np.stack([load_image(p, (h, w))[0] for p in images])
+    else:
+        batch = np.random.default_rng(0).integers(0, 256, (1, h or 224, w or 224, 3)).astype(np.float32)
+    probe(batch[:1])  # warm the runtime's one-time state (see _warm_runtimes)
+    del probe
+    runner, timings = measure_latency(lambda t: runners.open_runner(path, threads=t), batch[0], threads, runs_)
+    runner(batch)
+    return {"threads": threads, "runs": runs_, "samples": int(len(batch)), "batch": 1, "machine": _machine(),
+            "rows": [{"format": kind, "file": str(path), "size_mb": round(_size(path) / 2**20, 4),
+                      "metric_name": None, "metric": None, **timings}]}
 
 
 def benchmark_run(run=None, formats=None, threads: int = 2, runs_: int = 50, samples: int = 200,
@@ -180,7 +219,7 @@ def _choose_formats(run: runs.Run, report: dict, formats) -> list[tuple[str, Pat
     missing = [f for f in formats if f not in available]
     if missing:
         raise KcvError(f"--formats: no verified {', '.join(missing)} export in {run.path}/{EXPORTS_DIR}; "
-                       f"run `kcv export {' '.join('--' + m for m in missing)}` first")
+                       f"run `kcv export {' '.join('--' + m.replace('_', '-') for m in missing)}` first")
     return [(f, available[f]) for f in formats]
 
 

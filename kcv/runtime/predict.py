@@ -73,9 +73,10 @@ def load_image(path, size) -> tuple[np.ndarray, np.ndarray]:
     """``(model input float32 [H, W, 3], original uint8 [h, w, 3])`` of an image file.
 
     Resized exactly as the training pipeline does (bilinear with antialiasing, rounded to
-    uint8), so a prediction sees what validation saw. Grayscale/RGBA become RGB.
+    uint8; :mod:`kcv.runtime.image` does it bit for bit without TensorFlow), so a
+    prediction sees what validation saw. Grayscale/RGBA become RGB.
     """
-    import tensorflow as tf
+    from kcv.runtime.image import resize_to_uint8
 
     from kcv.data.images import open_oriented
 
@@ -84,9 +85,7 @@ def load_image(path, size) -> tuple[np.ndarray, np.ndarray]:
         original = open_oriented(path)  # EXIF orientation applied, as in training
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise KcvError(f"{path}: cannot read image ({type(e).__name__})") from None
-    resized = tf.image.resize(original, [h, w], method="bilinear", antialias=True)
-    resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-    return np.asarray(resized, np.float32), original
+    return resize_to_uint8(original, (h, w)).astype(np.float32), original
 
 
 def open_predictor(model=None, runtime: str | None = None, img_size: int | None = None,
@@ -130,7 +129,9 @@ def _describe(runner, file: Path, kind: str, run: runs.Run | None, img_size) -> 
         raise KcvError(f"--img-size {img_size}: {file} takes fixed {h}x{w} inputs; leave --img-size out")
     probe = runner(np.zeros((1, h, w, 3), np.float32))
     task = "classification" if probe.ndim == 2 else "segmentation"
-    names = [f"class_{i}" for i in range(probe.shape[-1])]
+    names = _metadata_labels(file) if kind == "tflite" else []
+    if len(names) != probe.shape[-1]:
+        names = [f"class_{i}" for i in range(probe.shape[-1])]
     return Predictor(runner, task, names, (h, w), file, kind)
 
 
@@ -139,6 +140,16 @@ def _check_img_size(size: int) -> None:
 
     if size < 1 or 2 * size * size * 3 * 4 > memory_limit():  # the input and one feature map
         raise KcvError(f"--img-size {size}: must be between 1 and what fits in memory")
+
+
+def _metadata_labels(file: Path) -> list:
+    """Class names from a ``.tflite`` file's TFLite Metadata (``labels.txt``), if any."""
+    from kcv.export import metadata
+
+    try:
+        return list((metadata.read(file.read_bytes()) or {}).get("labels", []))
+    except Exception:  # metadata written by another tool in a form we do not parse: use indices
+        return []
 
 
 def choose_runtime(run, runtime: str | None = None) -> tuple[Path, str]:

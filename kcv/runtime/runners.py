@@ -58,6 +58,9 @@ class SavedModelRunner(KerasRunner):
     """A SavedModel exported by kcv (``serve`` endpoint), run by TensorFlow."""
 
     def __init__(self, path):  # noqa: D107 — no Keras model to wrap, only the endpoint
+        import kcv
+
+        kcv.load_keras(f"{path}: a SavedModel")  # quietly; kcv layers must be registered
         import tensorflow as tf
 
         self._loaded = tf.saved_model.load(str(path))
@@ -72,9 +75,11 @@ class SavedModelRunner(KerasRunner):
 
 def _inference_keras(path):
     """Load a ``.keras`` file and return its inference model (softmax on the main head)."""
+    import kcv
+
+    kcv.load_keras(f"{path}: a .keras model")  # TensorFlow quietly, then the custom layers
     import keras
 
-    import kcv.models  # noqa: F401  (custom layers)
     from kcv.models import inference_model
 
     try:

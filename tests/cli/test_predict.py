@@ -60,7 +60,13 @@ def test_bare_file_outside_a_run(cnn_exported, images, tmp_path, capsys):
     code, out, err = run_cli(["predict", str(lone), str(images / "img1.png"), "--top-k", "3"], capsys)
     assert code == 0, err
     labels = [p["label"] for p in json.loads(out)["top_k"]]
-    assert sorted(labels) == ["class_0", "class_1", "class_2"]  # generic names, size from the file
+    # class names from the file's TFLite Metadata (labels.txt), size from its input tensor
+    assert sorted(labels) == sorted(shapes.SHAPE_NAMES)
+    lone = tmp_path / "lone.onnx"  # no labels in an ONNX file: generic names
+    lone.write_bytes((run_dir / "exports" / "model.onnx").read_bytes())
+    code, out, err = run_cli(["predict", str(lone), str(images / "img1.png"), "--top-k", "3"], capsys)
+    assert code == 0, err
+    assert sorted(p["label"] for p in json.loads(out)["top_k"]) == ["class_0", "class_1", "class_2"]
 
 
 def test_segmentation_masks_and_overlays(unet_exported, tmp_path, capsys):

@@ -85,8 +85,8 @@ def _train_cnn(tmp_path_factory):
                                  augment="none", out=str(root), verbose=0))
 
 
-def export_all(run_dir):
-    """``kcv export RUN --all`` in-process; returns ``(exit code, stdout, stderr)``."""
+def export_all(run_dir, *extra):
+    """``kcv export RUN --all EXTRA...`` in-process; returns ``(exit code, stdout, stderr)``."""
     import io
     import sys
     from contextlib import redirect_stderr, redirect_stdout
@@ -96,7 +96,7 @@ def export_all(run_dir):
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
-            main(["export", str(run_dir), "--all"])
+            main(["export", str(run_dir), "--all", *extra])
             code = 0
         except SystemExit as e:
             code = e.code
@@ -118,5 +118,10 @@ def cnn_exported(cnn_run):
 
 @pytest.fixture(scope="session")
 def unet_exported(unet_run):
-    """The session U-Net run after ``kcv export --all``."""
-    return unet_run, _once("unet_exported", lambda: export_all(unet_run))
+    """The session U-Net run after ``kcv export --all``.
+
+    That U-Net (2 epochs, 48 images) is near chance, mIoU below always-background, so its
+    softmax is flat and int8 rounding flips ~5 % of its pixels: the export gate's default
+    98 % agreement would (rightly) refuse the int8 file, so this fixture asks for 90 %.
+    """
+    return unet_run, _once("unet_exported", lambda: export_all(unet_run, "--min-agreement", "0.9"))

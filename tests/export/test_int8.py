@@ -29,7 +29,7 @@ def test_bad_calibration_fails_with_triage(cnn_exported, tmp_path, capsys):
     good = (exports / "model_int8.tflite").read_bytes()
     code, out, err = run_cli(["export", str(run_dir), "--int8", "--calib-data", str(dark_calibration(tmp_path / "d")),
                               "--max-drop", "0.5"], capsys)
-    assert code == 2 and "int8: accuracy dropped" in err and one_error(err), err
+    assert code == 2 and "error: int8: " in err and "accuracy dropped" in err and one_error(err), err
     assert "largest quantization errors" in out and "--int8-keep-float auto" in out
     entry = json.loads((exports / "report.json").read_text())["formats"]["int8"]
     assert entry["status"] == "failed" and len(entry["worst_layers"]) == 5
