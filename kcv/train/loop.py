@@ -80,7 +80,7 @@ class TrainConfig:
     resume: str | None = None
     backbone: str | None = None  # k-NN only: a trained classifier run whose features it uses
     # transfer learning (kcv.train.transfer)
-    pretrained: str | None = None  # a run, .keras, .weights.h5 or keras.applications .h5 file
+    pretrained: str | None = None  # "imagenet", a run, .keras, .weights.h5 or keras.applications .h5 file
     freeze_backbone: bool = False
     backbone_lr_mult: float | None = None
     # knowledge distillation (kcv.train.distill)
@@ -105,6 +105,10 @@ class TrainConfig:
             if getattr(cfg, key) is None:
                 setattr(cfg, key, d[key])
         cfg.model_args = {**spec.train_defaults.get("model_args", {}), **self.model_args}
+        if cfg.pretrained:  # ImageNet weights fix some hyperparameters (kcv.models.imagenet)
+            from kcv.train.transfer import pretrained_model_args
+
+            cfg.model_args = pretrained_model_args(spec, cfg.pretrained, self.model_args, cfg.model_args)
         cfg.augment = str(parse_policy(default_policy(spec.task) if cfg.augment is None else cfg.augment,
                                        spec.task))
         if cfg.weight_decay is None:
