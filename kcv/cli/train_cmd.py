@@ -69,11 +69,12 @@ RESUME_OPTIONS = {"resume", "epochs", "quiet", "out"}
 @click.option("--backbone", default=None, metavar="RUN",
               help="--arch knn only: compare a trained classifier run's penultimate features "
                    "instead of raw pixels.")
-@click.option("--pretrained", default=None, metavar="RUN|FILE",
-              help="Transfer learning: start from a kcv run, a .keras / .weights.h5 file or a "
-                   "keras.applications .h5 weights file on disk; layers are matched by name (or, "
-                   "for a same-architecture file with other names, by order) where shapes agree; "
-                   "the head is freshly initialised, so task and classes may differ.")
+@click.option("--pretrained", default=None, metavar="imagenet|RUN|FILE",
+              help="Transfer learning: 'imagenet' = keras.applications' ImageNet weights for ARCH (or "
+                   "a segmentation model's backbone=), from Keras's cache (`kcv weights`); or a kcv "
+                   "run, a .keras / .weights.h5 file, or a keras.applications .h5 file under its own "
+                   "name. Layers are matched by name, never by order; a shape mismatch refuses the "
+                   "file; the head is freshly initialised (with 1000 classes ImageNet's is loaded).")
 @click.option("--freeze-backbone", is_flag=True,
               help="With --pretrained: train only the head (feature extraction); the backbone's "
                    "BatchNorm stays in inference mode.")
@@ -103,6 +104,7 @@ def command(quiet, model_args, **flags):
       kcv train --arch knn --backbone saved_models/resnet18 --model-arg k=5
       kcv train --arch deeplabv3plus --loss ce+dice --class-weights auto
       kcv train --arch resnet18 --data my_data/ --pretrained saved_models/resnet18 --freeze-backbone
+      kcv train --arch resnet50 --data my_data/ --pretrained imagenet --freeze-backbone
       kcv train --arch unet --model-arg backbone=resnet18 --pretrained saved_models/resnet18 --backbone-lr-mult 0.1
       kcv train --arch mobilenet_v2 --teacher saved_models/resnet50 --temperature 4 --alpha 0.5
     """

@@ -118,3 +118,22 @@ def test_h5_layout_is_keras_applications(keras_home):
     path = save_weight_file(ref, "mobilenet_v2", False, (96, 96, 3), {"alpha": 0.35})
     with h5py.File(path) as f:
         assert "layer_names" in f.attrs and "Conv1" in [getattr(n, "decode", lambda: n)() for n in f.attrs["layer_names"]]
+
+
+def test_predict_names_imagenet_classes(tmp_path):
+    """A 1000-class ImageNet model saved by hand: `kcv predict` names ImageNet's classes."""
+    from PIL import Image
+
+    from kcv.runtime.predict import list_images, open_predictor, predict_images
+
+    ref = reference_model("mobilenet_v2", True, (32, 32, 3), alpha=0.35)
+    randomize(ref)
+    save_weight_file(ref, "mobilenet_v2", True, (224, 224, 3), {"alpha": 0.35})
+    model = kcv.create_model("mobilenet_v2", 1000, (32, 32, 3), weights="imagenet", alpha=0.35)
+    model.save(tmp_path / "mnv2.keras")
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(tmp_path / "grey.png")
+    predictor = open_predictor(tmp_path / "mnv2.keras")
+    (pred,) = predict_images(predictor, list_images([tmp_path / "grey.png"]), top_k=3)
+    names = imagenet.class_names()
+    top = int(np.argmax(pred.probs))
+    assert pred.record["top_k"][0]["label"] == names[top] and len(pred.probs) == 1000
