@@ -67,6 +67,6 @@ def import_cmd(file):
     from kcv.models import imagenet
 
     dest, found, status = weights.import_file(file, imagenet.all_files())
-    note = {"ok": "MD5 ok", "differs": "MD5 differs from the published one (it will be used, with a "
-                                       "warning)", "unpublished": "keras.applications publishes no hash"}[status]
+    note = {"ok": "MD5 ok", "differs": "MD5 differs from the published one; it will be used, with a "
+                                       "warning", "unpublished": "keras.applications publishes no hash"}[status]
     click.echo(f"imported {found.arch} weights: {dest} ({note})")

@@ -269,8 +269,9 @@ def load_pretrained(model, source, arch: str | None = None, model_args: dict | N
     report = transfer_weights(model, weights, where)
     if not report.transferred:
         some = ", ".join(list(weights)[:4])
-        hint = (" kcv does not match by layer order; a keras.applications file keeps its own name "
-                "(`kcv weights list`)" if where.endswith("(Keras 2 .h5)") else "")
+        hint = (" kcv does not match by layer order; a keras.applications file is recognised by its "
+                "own name (`kcv weights list`) or, through `kcv weights import FILE`, by its MD5"
+                if where.endswith("(Keras 2 .h5)") else "")
         raise KcvError(f"--pretrained {source}: no layer of {model.name} matches the file by name "
                        f"(the file has e.g. {some}); is it the same architecture?{hint}")
     if task == "classification":
