@@ -11,5 +11,6 @@ from kcv.layers.squeeze_excite import squeeze_excite
 from kcv.layers.upsample import BilinearKernel, ResizeToReference
 
 __all__ = ["AdaptiveAvgPool2D", "aspp", "BilinearKernel", "conv_bn_act", "DeformableConv2D",
-           "GlobalLSEPooling2D", "ImageNetPreprocessing", "normalized_input", "PadToMultiple", "CropToReference", "ResizeToReference",
+           "GlobalLSEPooling2D", "ImageNetPreprocessing", "normalized_input", "PadToMultiple",
+           "CropToReference", "ResizeToReference",
            "separable_conv_bn", "squeeze_excite"]

@@ -1,6 +1,6 @@
 """The input normalisation a weight set was trained with, as the model's first layer(s).
 
-Every kcv model takes RGB pixels in [0, 255] (DESIGN §6), so exported files, ``kcv predict``
+Every kcv model takes RGB pixels in [0, 255] (docs/design.md §6), so exported files, ``kcv predict``
 and the run's config agree; what differs between weight sets is how those pixels were
 normalised when the weights were trained. keras.applications leaves that to a separate
 ``preprocess_input`` function; here it is part of the network, one of:

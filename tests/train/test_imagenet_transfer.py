@@ -158,9 +158,8 @@ def _taps_equal(model, ref, pairs, x, arch):
 
 
 def _output(model, name):
-    # the encoder's layers are shared with its standalone model: take their node in `model`
-    from keras.src.ops.function import make_node_key
+    # the encoder's layers are shared with its standalone model: take their call in `model`
+    from kcv import compat
 
-    layer = model.get_layer(name)
-    node = next(n for i, n in enumerate(layer._inbound_nodes) if make_node_key(layer, i) in model._nodes)
-    return node.output_tensors[0]
+    (call,) = compat.calls(model.get_layer(name), model)
+    return call.outputs[0]
