@@ -169,6 +169,23 @@ def train_model_args(spec, defaults: dict, given: dict) -> dict:
     return imagenet_args(spec, {**kept, **given})
 
 
+def pretrained_model_args(spec, pretrained: str, given: dict, merged: dict) -> dict:
+    """``model_args`` of a run with ``--pretrained``: for ImageNet weights (``imagenet`` or a
+    keras.applications file) the options those weights need (:func:`train_model_args`);
+    otherwise ``merged`` unchanged."""
+    known = identify(pretrained) if pretrained != IMAGENET else None
+    if pretrained != IMAGENET and known is None:
+        return merged
+    given = dict(given)
+    if known and spec.task == "segmentation":
+        given.setdefault("backbone", known.arch)
+    target = spec.name if spec.task == "classification" else given.get("backbone")
+    if known and target != known.arch:
+        raise KcvError(f"--pretrained {pretrained}: keras.applications' weights of {known.arch}, "
+                       f"not of {target}")
+    return train_model_args(spec, spec.train_defaults.get("model_args", {}), given)
+
+
 @dataclass
 class Loaded:
     """What :func:`load` did."""
@@ -224,12 +241,12 @@ def load(model, arch: str, model_args: dict, input_shape, task: str = "classific
 
 
 def _encoder_layers(model, backbone: str, backbone_args: dict) -> list:
-    """The segmentation model's encoder layers with weights, in the order of the backbone
-    built alone (the order of keras.applications' notop file)."""
-    from kcv.models.backbone import build_encoder
-
-    alone = build_encoder(backbone, (None, None, 3), **backbone_args)
-    return [model.get_layer(layer.name) for layer in _weighted(alone.layers)]
+    """The segmentation model's encoder layers with weights, in its layer order: the
+    backbone's layers keep their names (``resnet50_…``, and its first layer ``normalize``),
+    and their order in the model is the backbone's own (checked for every decoder on
+    ResNet-50, MobileNetV2, VGG16, EfficientNet-B0 and DenseNet-121), i.e. the notop file's."""
+    return [layer for layer in _weighted(model.layers)
+            if layer.name.startswith(f"{backbone}_") or layer.name == "normalize"]
 
 
 def class_names() -> list[str]:

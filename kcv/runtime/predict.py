@@ -28,8 +28,6 @@ from kcv.errors import KcvError
 from kcv.contracts import EXPORTS_DIR, MODEL_FILE
 from kcv.export import report as export_report
 from kcv.runtime import runners
-from kcv.models.imagenet import IMAGENET_CLASSES
-from kcv.models.imagenet import class_names as imagenet_class_names
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 RUNTIMES = ("keras", "tflite", "onnx")
@@ -128,6 +126,9 @@ def _describe(runner, file: Path, kind: str, run: runs.Run | None, img_size) -> 
     probe = runner(np.zeros((1, h, w, 3), np.float32))
     task = "classification" if probe.ndim == 2 else "segmentation"
     names = [f"class_{i}" for i in range(probe.shape[-1])]
+    from kcv.models.imagenet import IMAGENET_CLASSES
+    from kcv.models.imagenet import class_names as imagenet_class_names
+
     if task == "classification" and probe.shape[-1] == IMAGENET_CLASSES:
         # no run config: a 1000-way classifier is taken for an ImageNet one
         # (kcv.create_model(..., 1000, weights="imagenet") saved by hand)

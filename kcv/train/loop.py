@@ -106,7 +106,7 @@ class TrainConfig:
                 setattr(cfg, key, d[key])
         cfg.model_args = {**spec.train_defaults.get("model_args", {}), **self.model_args}
         if cfg.pretrained:  # ImageNet weights fix some hyperparameters (kcv.models.imagenet)
-            from kcv.train.transfer import pretrained_model_args
+            from kcv.models.imagenet import pretrained_model_args
 
             cfg.model_args = pretrained_model_args(spec, cfg.pretrained, self.model_args, cfg.model_args)
         cfg.augment = str(parse_policy(default_policy(spec.task) if cfg.augment is None else cfg.augment,

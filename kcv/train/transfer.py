@@ -324,23 +324,6 @@ def compare_outputs(model, source, report: TransferReport) -> str:
     return f"outputs of {deepest} equal the source's (max |diff| {delta:.1e})"
 
 
-def pretrained_model_args(spec, pretrained: str, given: dict, merged: dict) -> dict:
-    """``model_args`` of a run with ``--pretrained``: for ImageNet weights (``imagenet`` or a
-    keras.applications file) the options those weights need (:func:`imagenet.train_model_args`);
-    otherwise ``merged`` unchanged."""
-    known = imagenet.identify(pretrained) if pretrained != imagenet.IMAGENET else None
-    if pretrained != imagenet.IMAGENET and known is None:
-        return merged
-    given = dict(given)
-    if known and spec.task == "segmentation":
-        given.setdefault("backbone", known.arch)
-    target = spec.name if spec.task == "classification" else given.get("backbone")
-    if known and target != known.arch:
-        raise KcvError(f"--pretrained {pretrained}: keras.applications' weights of {known.arch}, "
-                       f"not of {target}")
-    return imagenet.train_model_args(spec, spec.train_defaults.get("model_args", {}), given)
-
-
 # ------------------------------------------------------------------------------------------
 # A learning-rate multiplier for the backbone's variables
 
