@@ -10,6 +10,7 @@ import pytest
 from kcv.export import onnx as onnx_export
 from kcv.export import tflite
 from kcv.layers.preprocess import preprocess
+from kcv.runtime.runners import LiteRTRunner, OnnxRunner
 
 MODULE = {"caffe": "vgg16", "torch": "densenet", "tf": "mobilenet_v2"}
 
@@ -39,6 +40,6 @@ def test_exports_take_raw_rgb(tmp_path, mode):
     want = np.asarray(model(images))
     tflite.convert_fp32(model, tmp_path / "m.tflite")
     onnx_export.convert(model, tmp_path / "m.onnx")
-    for runner in (tflite.LiteRTRunner(tmp_path / "m.tflite"), onnx_export.OnnxRunner(tmp_path / "m.onnx")):
+    for runner in (LiteRTRunner(tmp_path / "m.tflite"), OnnxRunner(tmp_path / "m.onnx")):
         got = np.concatenate([runner(images[i:i + 1]) for i in range(len(images))])
         np.testing.assert_allclose(got, want, atol=1e-5)
