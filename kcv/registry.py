@@ -113,13 +113,17 @@ def list_models(task: str | None = None) -> list[str]:
     return sorted(n for n, s in _REGISTRY.items() if task is None or s.task == task)
 
 
-def create_model(name: str, num_classes: int, input_shape=(224, 224, 3), **hyperparameters):
+def create_model(name: str, num_classes: int, input_shape=(224, 224, 3), weights=None,
+                 **hyperparameters):
     """Build the training model of architecture ``name``.
 
     Args:
         name: a registered name (see :func:`list_models`).
         num_classes: number of output classes (segmentation: including background).
         input_shape: ``(H, W, 3)``; ``H``/``W`` may be ``None`` where the family allows it.
+        weights: ``None`` (initialised) or ``"imagenet"``: keras.applications' ImageNet
+            weights, with the builder options they need (:mod:`kcv.models.imagenet`); the
+            classifier too with 1000 classes; a segmentation model's ``backbone``.
         **hyperparameters: builder keywords, e.g. ``base_filters=16`` for ``unet``.
 
     Returns:
@@ -135,8 +139,16 @@ def create_model(name: str, num_classes: int, input_shape=(224, 224, 3), **hyper
     if int(num_classes) < 2:
         raise KcvError(f"num_classes must be at least 2, got {num_classes}")
     hyperparameters = {k: typed_hyperparameter(k, v, known[k]) for k, v in hyperparameters.items()}
-    return spec.builder(num_classes=int(num_classes), input_shape=tuple(input_shape),
-                        **hyperparameters)
+    if weights is not None and weights != "imagenet":
+        raise KcvError(f"weights={weights!r}: None or 'imagenet'")
+    if weights:
+        from kcv.models import imagenet
+
+        hyperparameters = imagenet.imagenet_args(spec, hyperparameters)
+    model = spec.builder(num_classes=int(num_classes), input_shape=tuple(input_shape), **hyperparameters)
+    if weights:
+        imagenet.load(model, name, hyperparameters, tuple(input_shape), spec.task)
+    return model
 
 
 def typed_hyperparameter(key: str, value, default):

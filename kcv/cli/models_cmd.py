@@ -15,7 +15,9 @@ import click
 @click.option("--no-cache", is_flag=True,
               help="Rebuild every model instead of reading $KCV_CACHE_DIR (default ~/.cache/kcv).")
 def command(names, task, markdown, no_cache):
-    """List every architecture (or only NAMES): name, task, family, parameters and GFLOPs at 224.
+    """List every architecture (or only NAMES): name, task, family, parameters and GFLOPs at 224,
+    and "imagenet": yes = keras.applications ImageNet weights (`--pretrained imagenet`),
+    backbone = a segmentation model that takes them for its `backbone=`.
 
     Parameters are counted for 1000 classes (classification) or 21 classes
     (segmentation, the PASCAL VOC count); "params" is the Keras total (BatchNorm moving

@@ -25,6 +25,7 @@ def command(**params):
       kcv train --arch deeplabv3plus --loss ce+dice --class-weights auto
       kcv train --arch deeplabv3plus --data voc:VOCdevkit/VOC2012 --crop 320 --scale 0.5,2.0
       kcv train --arch resnet18 --data my_data/ --pretrained saved_models/resnet18 --freeze-backbone
+      kcv train --arch resnet50 --data my_data/ --pretrained imagenet --freeze-backbone
       kcv train --arch unet --model-arg backbone=resnet18 --pretrained saved_models/resnet18 --backbone-lr-mult 0.1
       kcv train --arch mobilenet_v2 --teacher saved_models/resnet50 --temperature 4 --alpha 0.5
     """

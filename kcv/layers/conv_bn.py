@@ -6,15 +6,18 @@ import keras
 from keras import layers
 
 
-def normalized_input(input_shape, name: str = "image"):
-    """``(inputs, x)``: the model input (RGB in [0, 255]) and its value scaled to [-1, 1].
+def normalized_input(input_shape, name: str = "image", preprocessing: str = "tf"):
+    """``(inputs, x)``: the model input (RGB in [0, 255]) and its normalised value, by
+    default scaled to [-1, 1]; ``preprocessing`` selects what a weight set was trained with
+    (:mod:`kcv.layers.preprocess`).
 
     Normalisation lives inside the model so that every exported file takes raw pixels
     (docs/design.md §6).
     """
+    from kcv.layers.preprocess import preprocess
+
     inputs = keras.Input(shape=tuple(input_shape), name=name)
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
-    return inputs, x
+    return inputs, preprocess(inputs, preprocessing)
 
 
 def conv_bn_act(x, filters: int, kernel_size=3, strides=1, name: str = "conv",

@@ -102,18 +102,29 @@ def rows(task: str | None = None, use_cache: bool = True, progress=None, names=N
             progress(name, i, len(names))
         spec = get_spec(name)
         out.append({**model_row(name, use_cache), "task": spec.task, "family": spec.family,
-                    "reference": dict(spec.reference)})
+                    "reference": dict(spec.reference), "imagenet": imagenet_mark(spec)})
     return out
 
 
+def imagenet_mark(spec) -> str:
+    """``yes``: keras.applications publishes ImageNet weights for it (``--pretrained
+    imagenet``); ``backbone``: a segmentation model whose ``backbone=`` may be such a model."""
+    from kcv.models.imagenet import has_weights
+
+    if spec.task == "classification":
+        return "yes" if has_weights(spec.name) else ""
+    return "backbone" if "backbone" in spec.hyperparameters else ""
+
+
 def registry_table(task: str | None = None, use_cache: bool = True, progress=None, names=None) -> str:
-    """Plain table: name, task, family, params (Keras total), trainable params, GFLOPs@224."""
+    """Plain table: name, task, family, params (Keras total), trainable params, GFLOPs@224,
+    and whether ImageNet weights exist (:func:`imagenet_mark`)."""
     head = (f"{'name':<18} {'task':<15} {'family':<13} {'params':>13} {'trainable':>13} "
-            f"{'GFLOPs@224':>11}")
+            f"{'GFLOPs@224':>11}  {'imagenet':<8}")
     lines = [head, "-" * len(head)]
     for r in rows(task, use_cache, progress, names):
         lines.append(f"{r['name']:<18} {r['task']:<15} {r['family']:<13} {r['params']:>13,} "
-                     f"{r['trainable']:>13,} {r['macs'] / 1e9:>11.2f}")
+                     f"{r['trainable']:>13,} {r['macs'] / 1e9:>11.2f}  {r['imagenet']:<8}".rstrip())
     return "\n".join(lines)
 
 

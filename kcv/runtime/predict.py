@@ -4,7 +4,9 @@ A run directory brings its class names and input size (``config.json``); on a ru
 runtime defaults to the fastest *verified* one in ``exports/report.json`` (by the
 benchmark's p50 latency when ``kcv benchmark`` has run, else fp32 TFLite, then ONNX, then
 Keras). A bare model file takes its metadata from the run it sits in (``RUN/model.keras``
-or ``RUN/exports/*``), else from its input shape, with generic class names.
+or ``RUN/exports/*``), else from its input shape, with generic class names (the ImageNet
+class names for a 1000-way classifier, e.g. ``kcv.create_model(..., weights="imagenet")``
+saved by hand).
 
 Segmentation probabilities pass through an optional post-processing hook before the
 argmax — ``postprocess(image uint8 [H, W, 3], probs [H, W, C]) -> probs`` at the model's
@@ -132,6 +134,12 @@ def _describe(runner, file: Path, kind: str, run: runs.Run | None, img_size) -> 
     names = _metadata_labels(file) if kind == "tflite" else []
     if len(names) != probe.shape[-1]:
         names = [f"class_{i}" for i in range(probe.shape[-1])]
+        from kcv.data.imagenet_labels import IMAGENET_CLASSES, class_names
+
+        if task == "classification" and probe.shape[-1] == IMAGENET_CLASSES:
+            # no run config, no labels in the file: a 1000-way classifier is taken for an
+            # ImageNet one (kcv.create_model(..., 1000, weights="imagenet") saved by hand)
+            names = class_names()
     return Predictor(runner, task, names, (h, w), file, kind)
 
 

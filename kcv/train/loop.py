@@ -58,6 +58,10 @@ class _TrainConfigMethods:
             if getattr(cfg, key) is None:
                 setattr(cfg, key, d[key])
         cfg.model_args = {**spec.train_defaults.get("model_args", {}), **self.model_args}
+        if cfg.pretrained:  # ImageNet weights fix some hyperparameters (kcv.models.imagenet)
+            from kcv.models.imagenet import pretrained_model_args
+
+            cfg.model_args = pretrained_model_args(spec, cfg.pretrained, self.model_args, cfg.model_args)
         cfg.augment = str(parse_policy(default_policy(spec.task) if cfg.augment is None else cfg.augment,
                                        spec.task))
         if cfg.weight_decay is None:

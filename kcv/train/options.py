@@ -201,11 +201,12 @@ CORE = (
 )
 
 TRANSFER = (  # kcv.train.transfer
-    Option("pretrained", metavar="RUN|FILE", needs=GRAD,
-           help="Transfer learning: start from a kcv run, a .keras / .weights.h5 file or a "
-                "keras.applications .h5 weights file on disk; layers are matched by name (or, "
-                "for a same-architecture file with other names, by order) where shapes agree; "
-                "the head is freshly initialised, so task and classes may differ."),
+    Option("pretrained", metavar="imagenet|RUN|FILE", needs=GRAD,
+           help="Transfer learning: 'imagenet' = keras.applications' ImageNet weights for ARCH (or "
+                "a segmentation model's backbone=), from Keras's cache (`kcv weights`); or a kcv "
+                "run, a .keras / .weights.h5 file, or a keras.applications .h5 file under its own "
+                "name. Layers are matched by name, never by order; a shape mismatch refuses the "
+                "file; the head is freshly initialised (with 1000 classes ImageNet's is loaded)."),
     Option("freeze_backbone", bool, False, needs=GRAD,
            help="With --pretrained: train only the head (feature extraction); the backbone's "
                 "BatchNorm stays in inference mode."),

@@ -5,17 +5,23 @@ networks?", arXiv:1411.1792): start from weights learnt on another task, replace
 then either train only the new head on frozen features (feature extraction) or fine-tune
 the whole network with a lower learning rate for the old layers than for the new head.
 
-- Weights are matched **by layer name** where every variable's shape agrees (kcv's
-  deterministic layer names make a ResNet-18 classifier's layers line up with the encoder
-  of a U-Net on ``backbone=resnet18``). A file whose names share nothing with the model but
-  whose weighted layers have exactly the model's shapes in the same order (a
-  keras.applications weights file for the same architecture) is matched by order instead.
-  The head is never copied: it is freshly initialised, so the task and the class count may
-  differ from the source's.
-- Sources: a kcv run directory, a ``.keras`` model, a ``.weights.h5`` file, or a legacy
-  Keras ``.h5`` weights file such as the keras.applications downloads a user already has
-  on disk. The files are read with h5py, layer by layer; nothing is deserialised and
-  nothing is downloaded.
+- ``--pretrained imagenet``: keras.applications' ImageNet weights for the architecture (or a
+  segmentation model's ``backbone=``), built with the options those weights need and loaded
+  exactly (:mod:`kcv.models.imagenet`); a keras.applications file on disk, under its own
+  file name, is loaded the same way.
+- Otherwise weights are matched **by layer name** (kcv's deterministic layer names make a
+  ResNet-18 classifier's layers line up with the encoder of a U-Net on
+  ``backbone=resnet18``). Nothing is loaded in part in silence: a layer whose name matches
+  but whose shapes differ refuses the whole file in one line, the layers the file does not
+  have are listed as left new, and where the file holds a whole model (a run or ``.keras``)
+  the outputs of the deepest loaded layer are compared with the source model's. kcv never
+  matches by layer order: a file whose names are not kcv's (a renamed keras.applications
+  file) could be the right shapes for a network that normalises its input differently.
+  The head is never copied: it is freshly initialised, so the task and the class count
+  may differ from the source's.
+- Sources: a kcv run directory, a ``.keras`` model, a ``.weights.h5`` file, or a
+  keras.applications ``.h5`` weights file. The files are read with h5py, layer by layer;
+  nothing is deserialised for the weights.
 - ``backbone`` = everything but the head: classification, the layers the input of
   ``logits`` depends on; segmentation, the layers the encoder's feature taps depend on.
   ``--freeze-backbone`` sets them ``trainable = False``, which in Keras 3 also runs their
@@ -40,6 +46,7 @@ import numpy as np
 
 from kcv import compat
 from kcv.errors import KcvError
+from kcv.models import imagenet
 from kcv.registry import get_spec
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
 from kcv.contracts import LOGITS_LAYER, MODEL_FILE
@@ -192,25 +199,25 @@ class TransferReport:
     transferred: list = field(default_factory=list)
     head: list = field(default_factory=list)
     missing: list = field(default_factory=list)  # not in the source
-    mismatched: list = field(default_factory=list)  # in the source with other shapes
     matched_by: str = "name"
     total: int = 0  # layers of the model with weights
+    compared: str = ""  # what the output comparison with a whole source model found
 
     def summary(self) -> str:
         s = (f"pretrained: {len(self.transferred)} of {self.total} layers with weights transferred "
              f"from {self.source} (matched by {self.matched_by}); head freshly initialised: "
              f"{', '.join(sorted(self.head)) or 'none'}")
-        if self.mismatched:
-            s += f"; {len(self.mismatched)} skipped for shape ({', '.join(self.mismatched[:3])}...)"
         if self.missing:
-            s += f"; {len(self.missing)} not in the source"
+            more = f" (+{len(self.missing) - 6} more)" if len(self.missing) > 6 else ""
+            s += f"; {len(self.missing)} not in the source, left new: {', '.join(self.missing[:6])}{more}"
+        if self.compared:
+            s += f"; {self.compared}"
         return s
 
     def record(self) -> dict:
         return {"source": self.source, "layers_transferred": len(self.transferred),
                 "layers_with_weights": self.total, "matched_by": self.matched_by,
-                "head": sorted(self.head), "shape_mismatch": self.mismatched,
-                "not_in_source": len(self.missing)}
+                "head": sorted(self.head), "left_new": self.missing, "compared": self.compared}
 
 
 def _shapes(arrays) -> list[tuple]:
@@ -222,9 +229,12 @@ def _assign(layer, arrays) -> None:
 
 
 def transfer_weights(model, weights: dict, source: str = "") -> TransferReport:
-    """Copy ``weights`` (``{layer name: arrays}``) into ``model`` by layer name where all
-    shapes match, skipping the head; falls back to layer order when no name matches and
-    the non-head layers' shapes equal the source's in order (see the module docstring)."""
+    """Copy ``weights`` (``{layer name: arrays}``) into ``model`` by layer name, skipping the
+    head; a layer whose name matches but whose shapes differ refuses the file.
+
+    Raises:
+        KcvError: a shape mismatch (one line naming the layer and both shapes).
+    """
     head = head_layers(model)
     body = [layer for layer in _weighted_layers(model) if layer.name not in head]
     report = TransferReport(source, head=sorted(head), total=len(body) + len(head))
@@ -232,41 +242,86 @@ def transfer_weights(model, weights: dict, source: str = "") -> TransferReport:
         arrays = weights.get(layer.name)
         if arrays is None:
             report.missing.append(layer.name)
-        elif _shapes(arrays) != [tuple(v.shape) for v in compat.own_variables(layer)]:
-            report.mismatched.append(layer.name)
-        else:
-            _assign(layer, arrays)
+            continue
+        want = [tuple(v.shape) for v in compat.own_variables(layer)]
+        if _shapes(arrays) != want:
+            raise KcvError(f"--pretrained {source}: layer {layer.name} has shapes {_shapes(arrays)} in the "
+                           f"file and {want} in {model.name}; not loaded (a different network or options)")
+    for layer in body:
+        if layer.name in weights:
+            _assign(layer, weights[layer.name])
             report.transferred.append(layer.name)
-    if not report.transferred:
-        _transfer_by_order(body, weights, report)
     return report
 
 
-def _transfer_by_order(body, weights: dict, report: TransferReport) -> None:
-    wanted = [[tuple(v.shape) for v in compat.own_variables(layer)] for layer in body]
-    available = list(weights.values())
-    # The source may end with a head of its own (include_top=True): ignore trailing layers.
-    if len(available) < len(wanted) or any(_shapes(a) != w for a, w in zip(available, wanted)):
-        return
-    for layer, arrays in zip(body, available):
-        _assign(layer, arrays)
-    report.transferred = [layer.name for layer in body]
-    report.missing, report.mismatched, report.matched_by = [], [], "order"
-
-
-def load_pretrained(model, source) -> TransferReport:
-    """Initialise ``model`` from ``--pretrained source``; see :func:`transfer_weights`.
+def load_pretrained(model, source, arch: str | None = None, model_args: dict | None = None,
+                    task: str = "classification") -> TransferReport:
+    """Initialise ``model`` from ``--pretrained source``; see :func:`transfer_weights`, and
+    :mod:`kcv.models.imagenet` for ``"imagenet"`` and keras.applications files.
 
     Raises:
-        KcvError: unreadable source, or not a single layer matched.
+        KcvError: unreadable source, not a single layer matched, a shape mismatch, or
+            outputs that differ from a whole source model's.
     """
+    if source == imagenet.IMAGENET or imagenet.identify(source):
+        return _load_imagenet(model, source, arch, dict(model_args or {}), task)
     weights, where = read_weights(source)
     report = transfer_weights(model, weights, where)
     if not report.transferred:
         some = ", ".join(list(weights)[:4])
+        hint = (" kcv does not match by layer order; a keras.applications file is recognised by its "
+                "own name (`kcv weights list`) or, through `kcv weights import FILE`, by its MD5"
+                if where.endswith("(Keras 2 .h5)") else "")
         raise KcvError(f"--pretrained {source}: no layer of {model.name} matches the file by name "
-                       f"and shape (the file has e.g. {some}); is it the same architecture?")
+                       f"(the file has e.g. {some}); is it the same architecture?{hint}")
+    if task == "classification":
+        report.compared = compare_outputs(model, source, report)
     return report
+
+
+def _load_imagenet(model, source, arch, model_args, task) -> TransferReport:
+    if arch is None:
+        known = imagenet.identify(source)
+        arch = known.arch if known else model.name
+    shape = tuple(model.inputs[0].shape[1:])
+    loaded = imagenet.load(model, arch, model_args, shape, task,
+                           path=None if source == imagenet.IMAGENET else source)
+    head = head_layers(model)
+    new = [layer.name for layer in _weighted_layers(model)
+           if layer.name not in head and layer.name not in set(loaded.loaded)]
+    return TransferReport(loaded.file, transferred=loaded.loaded, head=sorted(head), missing=new,
+                          matched_by="keras.applications ImageNet file", total=len(_weighted_layers(model)))
+
+
+def compare_outputs(model, source, report: TransferReport) -> str:
+    """Where ``source`` holds a whole model (a run or ``.keras``), run it and ``model`` on the
+    same random images and compare the deepest loaded layer's output.
+
+    Raises:
+        KcvError: they differ (the same weights in a network that computes something else).
+    """
+    path = Path(source)
+    path = path / MODEL_FILE if path.is_dir() else path
+    if path.suffix != ".keras":
+        return ""  # weights only: nothing to run
+    src = keras.saving.load_model(path, compile=False)
+    names = {layer.name for layer in src.layers}
+    done = set(report.transferred)
+    deepest = next((layer.name for layer in reversed(model.layers) if layer.name in done and layer.name in names), None)
+    shape, src_shape = tuple(model.inputs[0].shape[1:]), tuple(src.inputs[0].shape[1:])
+    if deepest is None or any(a != b and None not in (a, b) for a, b in zip(shape, src_shape)):
+        return "outputs not compared (input sizes differ)"
+    side = [d or 64 for d in shape]
+    x = np.random.default_rng(0).uniform(0, 255, (2, *side)).astype("float32")
+    ours = keras.Model(model.inputs, model.get_layer(deepest).output)(x, training=False)
+    theirs = keras.Model(src.inputs, src.get_layer(deepest).output)(x, training=False)
+    delta = float(np.abs(np.asarray(ours) - np.asarray(theirs)).max())
+    scale = float(np.abs(np.asarray(theirs)).max()) or 1.0
+    if delta > 1e-4 * scale + 1e-6:
+        raise KcvError(f"--pretrained {source}: with the same weights, {deepest} differs from the source "
+                       f"model's by {delta:.3g} (max {scale:.3g}): the networks compute different things "
+                       "(other options, e.g. input normalisation); not loaded")
+    return f"outputs of {deepest} equal the source's (max |diff| {delta:.1e})"
 
 
 # ------------------------------------------------------------------------------------------
@@ -350,12 +405,13 @@ class TransferPlugin(TrainPlugin):
                            "(frozen = a multiplier of 0)")
         if (cfg.freeze_backbone or cfg.backbone_lr_mult is not None) and not cfg.pretrained:
             flag = "--freeze-backbone" if cfg.freeze_backbone else "--backbone-lr-mult"
-            raise KcvError(f"{flag} needs --pretrained RUN|FILE (a backbone worth keeping)")
-        if cfg.pretrained and not Path(cfg.pretrained).exists():
+            raise KcvError(f"{flag} needs --pretrained imagenet|RUN|FILE (a backbone worth keeping)")
+        if cfg.pretrained and cfg.pretrained != imagenet.IMAGENET and not Path(cfg.pretrained).exists():
             raise KcvError(f"--pretrained {cfg.pretrained}: no such run directory or file")
 
     def prepare_model(self, model, cfg: TrainConfig, source):
-        self.report = load_pretrained(model, cfg.pretrained) if cfg.pretrained else None
+        self.report = (load_pretrained(model, cfg.pretrained, cfg.arch, cfg.model_args, source.task)
+                       if cfg.pretrained else None)
         if cfg.verbose and self.report:
             print(self.report.summary(), flush=True)
         self.backbone = backbone_layers(model, source.task, cfg.arch, cfg.model_args)

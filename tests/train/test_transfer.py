@@ -66,18 +66,25 @@ def test_sources_by_name_head_skipped_class_count_differs(tmp_path, teacher_run)
         assert got["logits"][0].shape == (32, 5)
 
 
-def test_keras_applications_file_by_order(tmp_path):
+def test_keras_applications_file_by_its_name_never_by_order(tmp_path):
     """A keras.applications weights file (Keras 2 .h5 layout) whose layer names differ from
-    kcv's: same architecture, so it is matched by order; the features then agree."""
+    kcv's: under keras.applications' own file name it is recognised and loaded exactly (the
+    features then agree); under another name it is refused — kcv never matches by layer
+    order, which would load weights into a network that may normalise its input differently."""
     from keras.src.legacy.saving import legacy_h5_format
 
     src = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3), alpha=0.35)
-    path = tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_32_no_top.h5"
-    with h5py.File(path, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, src)
+    known = tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+    unknown = tmp_path / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_32_no_top.h5"
+    for path in (known, unknown):
+        with h5py.File(path, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, src)
     model = kcv.create_model("mobilenet_v2", 5, (32, 32, 3), alpha=0.35)
-    report = transfer.load_pretrained(model, path)
-    assert report.matched_by == "order" and len(report.transferred) == report.total - 1
+    with pytest.raises(KcvError, match="does not match by layer order"):
+        transfer.load_pretrained(model, unknown)
+    report = transfer.load_pretrained(model, known, "mobilenet_v2", {"alpha": 0.35})
+    assert report.matched_by == "keras.applications ImageNet file"
+    assert len(report.transferred) == report.total - 1 and report.head == ["logits"]
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     ours = keras.Model(model.inputs, model.get_layer("mobilenet_v2_out_relu").output)
     # keras.applications' MobileNetV2 expects [-1, 1] inputs; kcv's first layer does that scaling

@@ -10,6 +10,13 @@ BN–ReLU–global average pool–linear. Convolutions have no bias (BN follows)
 reference implementations: 7,978,856 / 14,149,480 / 20,013,928 trainable parameters for
 DenseNet-121/169/201 at 1000 classes (torchvision; keras.applications adds the BN moving
 statistics on top).
+
+For keras.applications' ImageNet weights (``weights="imagenet"``, :mod:`kcv.models.imagenet`)
+three options reproduce its network exactly: ``stem_padding="symmetric"`` zero-pads the stem
+conv by 3 and the stem pool by 1 pixel on every side and runs them 'valid' (TF's "same"
+pads a stride-2 layer on an even input only at the bottom/right, which shifts the sampling
+grid by a pixel), ``bn_epsilon=1.001e-5`` and ``preprocessing="torch"`` (ImageNet mean/std,
+:mod:`kcv.layers.preprocess`).
 """
 
 from __future__ import annotations
@@ -17,40 +24,60 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kcv.errors import KcvError
 from kcv.layers import conv_bn_act, normalized_input
 from kcv.registry import register
 from kcv.contracts import LOGITS_LAYER
 
+STEM_PADDINGS = ("same", "symmetric")
 BLOCKS = {"densenet121": (6, 12, 24, 16), "densenet169": (6, 12, 32, 32),
           "densenet201": (6, 12, 48, 32)}
 
 
-def bn_relu_conv(x, filters: int, kernel_size: int, name: str):
+def bn_relu_conv(x, filters: int, kernel_size: int, name: str, epsilon: float = 1e-5):
     """Pre-activation unit: BN → ReLU → conv (no bias), named ``{name}_bn/_relu/_conv``."""
-    x = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(epsilon=epsilon, name=f"{name}_bn")(x)
     x = layers.Activation("relu", name=f"{name}_relu")(x)
     return layers.Conv2D(filters, kernel_size, padding="same", use_bias=False,
                          kernel_initializer="he_normal", name=f"{name}_conv")(x)
 
 
-def dense_block(x, layers_count: int, growth_rate: int, name: str):
+def dense_block(x, layers_count: int, growth_rate: int, name: str, epsilon: float = 1e-5):
     """``layers_count`` bottleneck layers, each concatenating ``growth_rate`` new channels."""
     for i in range(1, layers_count + 1):
-        y = bn_relu_conv(x, 4 * growth_rate, 1, f"{name}_layer{i}_1")
-        y = bn_relu_conv(y, growth_rate, 3, f"{name}_layer{i}_2")
+        y = bn_relu_conv(x, 4 * growth_rate, 1, f"{name}_layer{i}_1", epsilon)
+        y = bn_relu_conv(y, growth_rate, 3, f"{name}_layer{i}_2", epsilon)
         x = layers.Concatenate(name=f"{name}_layer{i}_concat")([x, y])
     return x
 
 
-def transition(x, compression: float, name: str):
+def transition(x, compression: float, name: str, epsilon: float = 1e-5):
     """BN–ReLU–1×1 conv to ``compression``× the channels, then 2×2 average pool."""
-    x = bn_relu_conv(x, int(x.shape[-1] * compression), 1, name)
+    x = bn_relu_conv(x, int(x.shape[-1] * compression), 1, name, epsilon)
     return layers.AveragePooling2D(2, name=f"{name}_pool")(x)
+
+
+def stem(x, filters: int, name: str, padding: str = "same", epsilon: float = 1e-5):
+    """conv 7×7/2 → BN → ReLU → max-pool 3×3/2 (``{name}_conv0_*``, ``{name}_pool0``)."""
+    if padding not in STEM_PADDINGS:
+        raise KcvError(f"stem_padding={padding!r}: choose one of {', '.join(STEM_PADDINGS)}")
+    if padding == "same":
+        x = conv_bn_act(x, filters, 7, strides=2, name=f"{name}_conv0")
+        return layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool0")(x)
+    x = layers.ZeroPadding2D(3, name=f"{name}_conv0_pad")(x)
+    x = layers.Conv2D(filters, 7, strides=2, use_bias=False, kernel_initializer="he_normal",
+                      name=f"{name}_conv0_conv")(x)
+    x = layers.BatchNormalization(epsilon=epsilon, name=f"{name}_conv0_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_conv0_relu")(x)
+    # zero padding before a max pool of ReLU outputs (>= 0) equals ignoring the border
+    x = layers.ZeroPadding2D(1, name=f"{name}_pool0_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name=f"{name}_pool0")(x)
 
 
 def build_densenet(num_classes: int, input_shape, blocks, growth_rate: int = 32,
                    compression: float = 0.5, features_only: bool = False,
-                   name: str = "densenet121") -> keras.Model:
+                   name: str = "densenet121", stem_padding: str = "same",
+                   bn_epsilon: float = 1e-5, preprocessing: str = "tf") -> keras.Model:
     """Build a DenseNet-BC (logits).
 
     Args:
@@ -58,15 +85,15 @@ def build_densenet(num_classes: int, input_shape, blocks, growth_rate: int = 32,
         growth_rate: k, channels each layer adds (32 in the paper's ImageNet models).
         compression: θ, channel factor of each transition (0.5 for DenseNet-BC).
         features_only: return the trunk ending at ``{name}_final_relu`` (any input size).
+        stem_padding, bn_epsilon, preprocessing: see the module docstring.
     """
-    inputs, x = normalized_input(input_shape)
-    x = conv_bn_act(x, 2 * growth_rate, 7, strides=2, name=f"{name}_conv0")
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool0")(x)
+    inputs, x = normalized_input(input_shape, preprocessing=preprocessing)
+    x = stem(x, 2 * growth_rate, name, stem_padding, bn_epsilon)
     for b, count in enumerate(blocks, start=1):
-        x = dense_block(x, count, growth_rate, f"{name}_block{b}")
+        x = dense_block(x, count, growth_rate, f"{name}_block{b}", bn_epsilon)
         if b < len(blocks):
-            x = transition(x, compression, f"{name}_transition{b}")
-    x = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_final_bn")(x)
+            x = transition(x, compression, f"{name}_transition{b}", bn_epsilon)
+    x = layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_final_bn")(x)
     x = layers.Activation("relu", name=f"{name}_final_relu")(x)
     if features_only:
         return keras.Model(inputs, x, name=f"{name}_features")
@@ -99,9 +126,9 @@ def _register(variant: str):
                          "count": "trainable",
                          "source": "torchvision (trainable; Keras adds BN moving statistics)"})
     def builder(num_classes, input_shape=(224, 224, 3), growth_rate=32, compression=0.5,
-                features_only=False):
+                features_only=False, stem_padding="same", bn_epsilon=1e-5, preprocessing="tf"):
         return build_densenet(num_classes, input_shape, blocks, growth_rate, compression,
-                              features_only, variant)
+                              features_only, variant, stem_padding, bn_epsilon, preprocessing)
 
     builder.__name__ = builder.__qualname__ = variant
     builder.__doc__ = f"DenseNet-BC-{variant[8:]} (blocks {blocks}, k = 32, θ = 0.5)."

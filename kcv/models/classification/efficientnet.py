@@ -101,7 +101,7 @@ def stage_plan(width: float, depth: float):
 
 def build_efficientnet(num_classes: int, input_shape, width: float, depth: float,
                        dropout: float, drop_connect_rate: float = 0.2, features_only: bool = False,
-                       name: str = "efficientnet_b0") -> keras.Model:
+                       name: str = "efficientnet_b0", preprocessing: str = "tf") -> keras.Model:
     """Build an EfficientNet (logits).
 
     Args:
@@ -109,8 +109,11 @@ def build_efficientnet(num_classes: int, input_shape, width: float, depth: float
         dropout: rate before the linear classifier.
         drop_connect_rate: stochastic-depth rate of the last block (0.2 in the paper).
         features_only: return the trunk ending at ``{name}_top_swish`` (any input size).
+        preprocessing: input normalisation (:mod:`kcv.layers.preprocess`); ``efficientnet``
+            (the Normalization statistics stored in the weight file) for keras.applications'
+            ImageNet weights.
     """
-    inputs, x = normalized_input(input_shape)
+    inputs, x = normalized_input(input_shape, preprocessing=preprocessing)
     x = layers.Conv2D(round_filters(32, width), 3, strides=2, padding="same", use_bias=False,
                       kernel_initializer=CONV_INIT, name=f"{name}_stem_conv")(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_stem_bn")(x)
@@ -158,9 +161,9 @@ def _register(variant: str):
                          "source": f"params: torchvision (trainable); GFLOPs: paper table 2 "
                                    f"at {resolution} px"})
     def builder(num_classes, input_shape=(224, 224, 3), dropout=dropout_rate,
-                drop_connect_rate=0.2, features_only=False):
+                drop_connect_rate=0.2, features_only=False, preprocessing="tf"):
         return build_efficientnet(num_classes, input_shape, width, depth, dropout,
-                                  drop_connect_rate, features_only, variant)
+                                  drop_connect_rate, features_only, variant, preprocessing)
 
     builder.__name__ = builder.__qualname__ = variant
     builder.__doc__ = (f"EfficientNet-{variant[-2:].upper()}: width {width}, depth {depth}, "

@@ -87,7 +87,7 @@ def block_plan(output_stride=None):
 
 def build_mobilenet_v2(num_classes: int, input_shape, alpha: float = 1.0, output_stride=None,
                        dropout: float = 0.0, features_only: bool = False,
-                       name: str = "mobilenet_v2") -> keras.Model:
+                       name: str = "mobilenet_v2", preprocessing: str = "tf") -> keras.Model:
     """Build MobileNetV2 (logits).
 
     Args:
@@ -95,13 +95,15 @@ def build_mobilenet_v2(num_classes: int, input_shape, alpha: float = 1.0, output
         output_stride: ``None``/32, 16 or 8 (dilation instead of stride past it).
         dropout: rate before the classifier (0 in the paper; torchvision uses 0.2).
         features_only: return the trunk ending at ``{name}_out_relu`` (any input size).
+        preprocessing: input normalisation (:mod:`kcv.layers.preprocess`); keras.applications'
+            ImageNet weights use the default, ``tf`` ([-1, 1]).
     """
     if output_stride not in OUTPUT_STRIDES:
         raise KcvError(f"output_stride={output_stride}: choose one of 8, 16, 32 or None")
     if not alpha > 0:
         raise KcvError(f"alpha={alpha}: must be positive")
     output_stride = None if output_stride == 32 else output_stride
-    inputs, x = normalized_input(input_shape)
+    inputs, x = normalized_input(input_shape, preprocessing=preprocessing)
     x = layers.Conv2D(make_divisible(32 * alpha), 3, strides=2, padding="same", use_bias=False,
                       kernel_initializer=CONV_INIT, name=f"{name}_stem_conv")(x)
     x = layers.ReLU(6.0, name=f"{name}_stem_relu")(_bn(x, f"{name}_stem_bn"))
@@ -128,6 +130,7 @@ def build_mobilenet_v2(num_classes: int, input_shape, alpha: float = 1.0, output
                      "source": "torchvision / keras.applications (trainable)"},
           train_defaults={"img_size": 64, "epochs": 10, "batch_size": 32, "lr": 1e-3})
 def mobilenet_v2(num_classes, input_shape=(224, 224, 3), alpha=1.0, output_stride=None,
-                 dropout=0.0, features_only=False):
+                 dropout=0.0, features_only=False, preprocessing="tf"):
     """MobileNetV2 at width ``alpha``; ``output_stride=16`` for a DeepLab v3+ encoder."""
-    return build_mobilenet_v2(num_classes, input_shape, alpha, output_stride, dropout, features_only)
+    return build_mobilenet_v2(num_classes, input_shape, alpha, output_stride, dropout, features_only,
+                              preprocessing=preprocessing)

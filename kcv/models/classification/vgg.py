@@ -42,7 +42,8 @@ def vgg_block(x, filters: int, convs: int, batch_norm: bool, name: str):
 
 
 def build_vgg(num_classes: int, input_shape, convs_per_block, dropout: float = 0.5,
-              batch_norm: bool = False, features_only: bool = False, name: str = "vgg16") -> keras.Model:
+              batch_norm: bool = False, features_only: bool = False, name: str = "vgg16",
+              preprocessing: str = "tf") -> keras.Model:
     """Build a VGG network (logits).
 
     Args:
@@ -50,8 +51,10 @@ def build_vgg(num_classes: int, input_shape, convs_per_block, dropout: float = 0
         dropout: rate after each hidden FC (0.5 in the paper).
         batch_norm: BatchNorm after each conv (not in the paper; see the module docstring).
         features_only: return the trunk ending at ``{name}_block5_pool``.
+        preprocessing: input normalisation (:mod:`kcv.layers.preprocess`); ``caffe`` for
+            keras.applications' ImageNet weights.
     """
-    inputs, x = normalized_input(input_shape)
+    inputs, x = normalized_input(input_shape, preprocessing=preprocessing)
     for b, (filters, convs) in enumerate(zip(WIDTHS, convs_per_block), start=1):
         x = vgg_block(x, filters, convs, batch_norm, f"{name}_block{b}")
     if features_only:
@@ -86,8 +89,9 @@ def _register(variant: str):
               taps=_taps(variant, convs), train_defaults=_DEFAULTS,
               reference={"params": params, "gflops": gflops, "source": "torchvision"})
     def builder(num_classes, input_shape=(224, 224, 3), dropout=0.5, batch_norm=False,
-                features_only=False):
-        return build_vgg(num_classes, input_shape, convs, dropout, batch_norm, features_only, variant)
+                features_only=False, preprocessing="tf"):
+        return build_vgg(num_classes, input_shape, convs, dropout, batch_norm, features_only, variant,
+                         preprocessing)
 
     builder.__name__ = builder.__qualname__ = variant
     config = "D" if variant == "vgg16" else "E"
