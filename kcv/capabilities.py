@@ -25,7 +25,7 @@ class Capabilities:
         fit: ``"gradients"`` (``model.fit`` on a loss) or ``"references"`` (one pass stores
             the training set's features, :mod:`kcv.train.knn`). Training options that only
             mean something under gradient descent (``--augment``, ``--loss``, ``--lr``, ...)
-            are refused for a reference-set model (``needs`` in :mod:`kcv.train.options`).
+            are refused for a reference-set model (``needs`` in :mod:`kcv.options`).
         gradcam: the model has a convolutional feature map whose gradient Grad-CAM reads.
         ties: its outputs jump at ties (a nearest-neighbour vote), where any runtime's float
             noise may flip them; export verification reports such inputs apart. The layer

@@ -15,6 +15,12 @@ MAIN_OUTPUT = 0
 # augmentation (borders, "don't care" regions).
 IGNORE_LABEL = 255
 
+# Choices of options that the command line declares without importing TensorFlow
+# (kcv/options.py); the modules that implement them re-export these.
+LOSSES = ("ce", "bce", "dice", "focal", "ce+dice")  # kcv.losses
+DISTRIBUTE_MODES = ("auto", "none", "mirrored", "multiworker")  # kcv.train.distribute
+CACHE_MODES = ("auto", "memory", "disk", "none")  # kcv.data.pipeline
+
 # Run directory (docs/design.md §4).
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"  # the best epoch, inference-ready

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kcv.train.options import CORE, SELF_TRAIN, TRANSFER, VERBOSITY, click_options, config_kwargs
+from kcv.options import CORE, SELF_TRAIN, TRANSFER, VERBOSITY, click_options, config_kwargs
 
 # train's options, less those that mean nothing here: a self-training run does not resume,
 # --backbone is for models fitted from references, which cannot be students, and --patience

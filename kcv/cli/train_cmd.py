@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kcv.contracts import METRICS_FILE
-from kcv.train.options import CORE, DISTILL, TRANSFER, VERBOSITY, click_options, config_kwargs, options
+from kcv.options import CORE, DISTILL, TRANSFER, VERBOSITY, click_options, config_kwargs, options
 
 GROUPS = (CORE, TRANSFER, DISTILL, VERBOSITY)
 

@@ -25,7 +25,7 @@ from kcv.data.crop import Crop
 from kcv.errors import KcvError
 
 AUTOTUNE = tf.data.AUTOTUNE
-CACHE_MODES = ("auto", "memory", "disk", "none")
+from kcv.contracts import CACHE_MODES  # noqa: E402,F401
 # ``--cache auto`` keeps the decoded set in memory only below this (images + masks, both
 # splits). 1 GiB: 6,900 images at 224 px; ImageNet-size sets stream.
 MEMORY_BUDGET = 1 << 30

@@ -22,10 +22,10 @@ import os
 
 import tensorflow as tf
 
-from kcv import compat
+from kcv import compat, contracts
 from kcv.errors import KcvError
 
-MODES = ("auto", "none", "mirrored", "multiworker")
+MODES = contracts.DISTRIBUTE_MODES
 
 
 def _tf_config() -> dict:

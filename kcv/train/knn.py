@@ -21,7 +21,7 @@ from kcv import losses, metrics, runs
 from kcv.errors import KcvError
 from kcv.models.classification.knn import NearestNeighbors, build_knn
 from kcv.registry import get_spec
-from kcv.train import options
+from kcv import options
 from kcv.train.callbacks import finalize, rows_to_csv, versions
 from kcv.contracts import CONFIG_FILE, HISTORY_FILE, LAST_FILE, LOGITS_LAYER, METRICS_FILE, MODEL_FILE
 

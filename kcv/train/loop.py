@@ -28,7 +28,8 @@ import keras
 from kcv import compat, losses, metrics, runs
 from kcv.errors import KcvError
 from kcv.registry import create_model, get_spec
-from kcv.train import distribute, options
+from kcv import options
+from kcv.train import distribute
 from kcv.models.feasibility import check_feasible
 from kcv.train.callbacks import (LAST_FILE, DamagedCheckpoint, NanGuard, RunWriter, finalize, float32_outputs,
                                  read_state, versions)
@@ -77,7 +78,7 @@ class _TrainConfigMethods:
 TrainConfig = options.config_class("TrainConfig", options.TRAIN_GROUPS, base=_TrainConfigMethods, doc="""\
 Every argument of ``kcv train``; ``None`` means "the architecture's default".
 
-One field per :class:`~kcv.train.options.Option` of :data:`kcv.train.options.TRAIN_GROUPS`
+One field per :class:`~kcv.options.Option` of :data:`kcv.options.TRAIN_GROUPS`
 (names, defaults and meaning are declared there, once). ``batch_size`` is global (split
 over replicas when distributed). ``augment`` is a policy string or YAML path (``None``: the
 task's default, ``"none"``: off). ``resume`` names a run directory to continue; the run's
@@ -125,7 +126,7 @@ class TrainPlugin:
     Subclass, override what you need, and :func:`register_plugin` the class: every run
     makes its own instance, so state kept on ``self`` (a transfer report, a teacher's size)
     belongs to one run. Every hook is called only when :meth:`applies` is true for the
-    run's config; the options a technique reads are declared in :mod:`kcv.train.options`.
+    run's config; the options a technique reads are declared in :mod:`kcv.options`.
     """
 
     def applies(self, cfg: TrainConfig) -> bool:

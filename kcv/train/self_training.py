@@ -44,7 +44,7 @@ import numpy as np
 from kcv import metrics, runs
 from kcv.capabilities import FITS
 from kcv.errors import KcvError
-from kcv.train import options
+from kcv import options
 from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
 from kcv.contracts import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, IGNORE_LABEL, METRICS_FILE, MODEL_FILE
 
@@ -58,7 +58,7 @@ SelfTrainConfig = options.config_class("SelfTrainConfig", (options.SELF_TRAIN,),
                                        module=__name__, doc="""\
 ``kcv self-train``: ``base`` is the teacher's (round 0) training config; its ``out`` and
 ``name`` place the self-training run itself. The other fields are the options of
-:data:`kcv.train.options.SELF_TRAIN` (declared there, once):
+:data:`kcv.options.SELF_TRAIN` (declared there, once):
 
 - ``unlabeled``: a flat folder of images, ``shapes`` or ``shapes:N``.
 - ``rounds``: student rounds after the teacher.

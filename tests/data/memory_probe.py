@@ -3,8 +3,8 @@
 ``python -m tests.data.memory_probe ROOT MODE N`` writes two classification folders of
 N and 4N tiny PNGs under ROOT, decodes them at 192 px (110 KB per image), iterates one
 epoch of each through ``DataSource.train_stream`` with ``--cache MODE`` (both sources kept
-alive, as a cache would be), and prints JSON: ``ru_maxrss`` in KiB after a warm-up epoch,
-after the N epoch and after the 4N epoch.
+alive, as a cache would be), and prints JSON: the peak RSS (VmHWM, KiB) of a warm-up epoch,
+the N epoch and the 4N epoch, each measured from its own start.
 """
 
 import json
@@ -27,7 +27,23 @@ def write_folder(root: Path, n: int) -> Path:
     return root
 
 
+def reset_peak() -> None:
+    """Start a new peak: writing 5 to clear_refs resets VmHWM (Linux ≥ 4.0). Without it the
+    process-wide ru_maxrss keeps whatever transient peak came first (TensorFlow's start-up,
+    the up-front decode check of every file) and hides what each epoch adds."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def peak_kib() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
@@ -38,6 +54,7 @@ def main(root: str, mode: str, n: int) -> None:
     for name, count in (("warmup", 16), ("n", n), ("4n", 4 * n)):
         folder = write_folder(Path(root) / f"{mode}-{name}", count)
         source = load_data(str(folder), "classification", SIZE).cached(mode)
+        reset_peak()  # the epoch's own peak, with the earlier sources still held
         for _ in source.train_stream(16, seed=0, epochs=1):
             pass
         kept.append(source)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kcv import metrics
+from kcv.evaluation import scores
 from kcv.data import layouts
 from kcv.data.crop import Crop
 from kcv.data.pipeline import load_data
@@ -30,7 +30,7 @@ def test_voc_palette_masks_keep_their_indices_and_the_border_is_ignored(tmp_path
         np.testing.assert_array_equal(got, want)  # 60x80, palette indices, 255 border
         assert (got == 255).any() and set(np.unique(got)) <= {0, 8, 12, 15, 255}
         # the border takes no part in the scores
-        assert metrics.confusion_matrix(got.astype(np.int64), np.zeros_like(got, np.int64), 21).sum() \
+        assert scores.confusion_matrix(got.astype(np.int64), np.zeros_like(got, np.int64), 21).sum() \
             == (got != 255).sum()
     assert layouts.detect(tmp_path / "voc") == "voc"
 

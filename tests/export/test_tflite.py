@@ -39,7 +39,8 @@ def test_export_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert code == 2 and "no trained run" in err and err.count("\n") == 1
     run = tmp_path / "broken"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"arch": "unet", "task": "segmentation"}))
+    (run / "config.json").write_text(json.dumps({"arch": "unet", "task": "segmentation", "img_size": 32,
+                                               "class_names": ["background", "circle", "square", "triangle"]}))
     (run / "model.keras").write_bytes(b"garbage")
     code, _, err = run_cli(["export", str(run)], capsys)
     assert code == 2 and "model.keras" in err and err.count("\n") == 1

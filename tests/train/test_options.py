@@ -1,4 +1,4 @@
-"""One option schema (:mod:`kcv.train.options`): the click options, the config dataclasses
+"""One option schema (:mod:`kcv.options`): the click options, the config dataclasses
 and the value checks all come from it; a technique is a fresh object per run."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from kcv.cli.self_train_cmd import EXCLUDED
 from kcv.cli.train_cmd import command as train_command
 from kcv.errors import KcvError
 from kcv.registry import get_spec
-from kcv.train import loop, options
+from kcv import options
+from kcv.train import loop
 from kcv.train.distill import DistillPlugin
 from kcv.train.self_training import SelfTrainConfig
 from kcv.train.transfer import TransferPlugin

@@ -21,11 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kcv import losses, runs
+from kcv import contracts, runs
 from kcv.capabilities import FITS
 from kcv.errors import KcvError
-from kcv.data.pipeline import CACHE_MODES
-from kcv.train import distribute
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
@@ -161,7 +159,7 @@ CORE = (
                 "See docs/training.md 'Augmentation'."),
     Option("patience", int, within="[1, inf)", needs=GRAD,
            help="Stop early after N epochs without a better validation metric."),
-    Option("loss", default="ce", choices=losses.LOSSES, needs=GRAD,
+    Option("loss", default="ce", choices=contracts.LOSSES, needs=GRAD,
            help="Loss: cross-entropy, one-vs-rest sigmoid cross-entropy (bce), soft Dice, focal "
                 "(gamma 2) or CE + Dice; segmentation losses ignore mask label 255. Dice is for "
                 "segmentation only."),
@@ -171,7 +169,7 @@ CORE = (
     Option("seed", int, 0, help="Seed for weights, shuffling, augmentation and splits."),
     Option("val_split", float, 0.2, help="Validation fraction for DATA/<class>/ folders without train/ and val/."),
     # the input pipeline (kcv.data.pipeline, docs/datasets.md)
-    Option("cache", default="auto", choices=CACHE_MODES,
+    Option("cache", default="auto", choices=contracts.CACHE_MODES,
            help="Where decoded images are kept between epochs: none = read from disk every epoch (memory "
                 "does not grow with the data set), memory, disk = RUN/cache/, auto = memory if the decoded "
                 "set fits 1 GiB, else none."),
@@ -185,7 +183,7 @@ CORE = (
     Option("jit", bool, False, needs=GRAD, help="Compile the train step with XLA."),
     Option("steps_per_execution", int, 1, within="[1, inf)", needs=GRAD,
            help="Train steps per tf.function call (less Python overhead for small models)."),
-    Option("distribute", default="auto", choices=distribute.MODES, needs=GRAD,
+    Option("distribute", default="auto", choices=contracts.DISTRIBUTE_MODES, needs=GRAD,
            help="tf.distribute strategy: mirrored = all local GPUs; multiworker = TF_CONFIG cluster, "
                 "same command on every node, the chief writes the run."),
     Option("tensorboard", bool, False, needs=GRAD, help="Also write TensorBoard logs to RUN/tensorboard/."),
