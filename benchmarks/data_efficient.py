@@ -315,13 +315,15 @@ def report(st: list, kd: list, args, load: tuple, ab: list | None = None) -> str
     return "\n".join(lines)
 
 
-def write_results(text: str) -> None:
-    block = f"{BEGIN}\n\n{text}\n{END}"
+def write_results(text: str, begin: str = BEGIN, end: str = END,
+                  heading: str = "Data-efficient learning (issue 6)") -> None:
+    """Replace RESULTS.md's section between the ``begin``/``end`` markers (or append it)."""
+    block = f"{begin}\n\n{text}\n{end}"
     old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in old:
-        new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, old, flags=re.S)
+    if begin in old:
+        new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, old, flags=re.S)
     else:
-        new = old.rstrip() + "\n\n## Data-efficient learning (issue 6)\n\n" + block + "\n"
+        new = old.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
     RESULTS.write_text(new)
 
 

@@ -60,7 +60,6 @@ import itertools
 import json
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -477,13 +476,7 @@ def report(cells: list, pretrain: dict, args, load: tuple, minutes: dict) -> str
 
 
 def write_results(text: str) -> None:
-    block = f"{BEGIN}\n\n{text}\n{END}"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in old:
-        new = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, old, flags=re.S)
-    else:
-        new = old.rstrip() + "\n\n## Self-training and distillation across data regimes (issue 18)\n\n" + block + "\n"
-    RESULTS.write_text(new)
+    de.write_results(text, BEGIN, END, "Self-training and distillation across data regimes (issue 18)")
 
 
 # ------------------------------------------------------------------------------------------
