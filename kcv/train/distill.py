@@ -130,6 +130,19 @@ def _teacher_dir(cfg: TrainConfig):
         raise KcvError(f"--teacher {e}") from None
 
 
+# What makes two runs "the same budget": a baseline that differs in one of these is not the
+# student trained without a teacher, and the report says so instead of comparing silently.
+BUDGET_FIELDS = ("arch", "model_args", "data", "img_size", "epochs", "batch_size", "lr", "optimizer",
+                 "schedule", "augment", "val_split", "pretrained")
+
+
+def budget_differences(baseline: dict, student: dict) -> list[str]:
+    """The fields of :data:`BUDGET_FIELDS` where the baseline's config differs from the
+    student's, as ``"epochs 4 (baseline) vs 12"``; fields a config does not record are skipped."""
+    return [f"{k} {baseline[k]!r} (baseline) vs {student[k]!r}" for k in BUDGET_FIELDS
+            if k in baseline and k in student and baseline[k] != student[k]]
+
+
 def _baseline(cfg: TrainConfig, task: str) -> tuple[Path, float]:
     """``(run dir, validation score)`` of ``--baseline RUN``."""
     from kcv.metrics import monitor
@@ -149,9 +162,10 @@ def _baseline(cfg: TrainConfig, task: str) -> tuple[Path, float]:
 
 
 def distillation_report(student: float, teacher: float, key: str, baseline: float | None = None,
-                        baseline_run=None) -> dict:
+                        baseline_run=None, differences: list[str] | None = None) -> dict:
     """The ``distillation`` entry of ``metrics.json``: scores side by side, and warnings
-    when distilling did not help."""
+    when distilling did not help or the baseline is not the same budget (``differences``,
+    from :func:`budget_differences`)."""
     out = {"metric": key, "student": student, "teacher": teacher, "warnings": []}
     if teacher <= student:
         out["warnings"].append(f"the teacher ({teacher:.4f}) is no better than its student "
@@ -161,6 +175,9 @@ def distillation_report(student: float, teacher: float, key: str, baseline: floa
         if student < baseline:
             out["warnings"].append(f"the student ({student:.4f}) ends below training without --teacher "
                                    f"({baseline:.4f}, {baseline_run}): distillation did not help here")
+        if differences:
+            out["warnings"].append(f"--baseline {baseline_run} is not the same budget ("
+                                   + "; ".join(differences) + "): the comparison is not like for like")
     return out
 
 
@@ -228,7 +245,10 @@ class DistillPlugin(TrainPlugin):
         teacher = load_teacher(_teacher_dir(cfg), source.task, source.class_names, cfg.img_size)
         scored, _ = evaluate_model(teacher, source, cfg.batch_size)
         base_run, base = _baseline(cfg, source.task) if cfg.baseline else (None, None)
-        return {"distillation": distillation_report(float(final[key]), float(scored[key]), key, base, base_run)}
+        differences = (budget_differences(runs.load_config(base_run), runs.load_config(run_dir))
+                       if base_run is not None else None)
+        return {"distillation": distillation_report(float(final[key]), float(scored[key]), key, base, base_run,
+                                                    differences)}
 
     def record(self, cfg: TrainConfig) -> dict:
         out = {"teacher": str(cfg.teacher), "temperature": cfg.temperature, "alpha": cfg.alpha,

@@ -380,13 +380,18 @@ def _rounds(cfg: SelfTrainConfig, base: TrainConfig, student: TrainConfig, task:
     _write_summary(run_dir, rows)
     best, since_best, why = 0, 0, f"all {cfg.rounds} round(s) ran"
     for r in range(1, cfg.rounds + 1):
-        teacher_dir = Path(rows[best]["run"])
+        # Noisy Student: the latest student teaches the next round. With --patience 1 that is
+        # always the best model (a round runs only after an improvement); with more patience a
+        # round that did not improve still hands on new pseudo-labels — re-labelling with the
+        # best model would give the same labels and, deterministic training, the same student.
+        t = len(rows) - 1
+        teacher_dir = Path(rows[t]["run"])
         cfg_t = runs.load_config(teacher_dir)
         teacher = load_teacher(teacher_dir, task, cfg_t["class_names"], base.img_size)
-        chance = near_chance(rows[best].get(_monitor(rows)), task, len(cfg_t["class_names"]))
+        chance = near_chance(rows[t].get(_monitor(rows)), task, len(cfg_t["class_names"]))
         labels = pseudo_label(teacher, unlabeled, task, cfg.threshold, cfg.soft, cfg.balance,
                               min_keep=0.0 if chance else cfg.min_keep)
-        say(f"round {r}: round {rows[best]['round']}'s model labelled {labels.total} images, "
+        say(f"round {r}: round {rows[t]['round']}'s model labelled {labels.total} images, "
             f"{len(labels.indices)} pseudo-labels kept"
             + (" (balanced)" if cfg.balance and task == "classification" else "")
             + (f" (accuracy {labels.accuracy:.3f} against the true labels)" if labels.accuracy is not None else "")
@@ -400,7 +405,7 @@ def _rounds(cfg: SelfTrainConfig, base: TrainConfig, student: TrainConfig, task:
                                  cfg.threshold, cfg.soft)
         student_dir = train(dataclasses.replace(student, out=str(rounds_dir), name=f"round{r}",
                                                 pseudo_labels=str(npz)))
-        rows.append(_row(r, student_dir, "student", labels, teacher_round=rows[best]["round"]))
+        rows.append(_row(r, student_dir, "student", labels, teacher_round=rows[t]["round"]))
         _write_summary(run_dir, rows)
         monitor = _monitor(rows)
         if _score(rows[-1], monitor) > _score(rows[best], monitor):

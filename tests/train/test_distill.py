@@ -88,6 +88,8 @@ def test_distilled_student_with_unlabeled_images(tmp_path, teacher_run):
     assert 0 <= report["teacher"] <= 1 and report["baseline_run"] == str(teacher_run)
     assert f"distillation: val_accuracy student {report['student']:.4f}  teacher {report['teacher']:.4f}" in out
     assert len(err.strip().splitlines()) == len(report["warnings"])
+    # the "baseline" here is the teacher's run (width 8, the student 4): not the same budget, said so
+    assert any("is not the same budget" in w and "model_args" in w for w in report["warnings"])
     exports_ok(run)
 
 
@@ -99,6 +101,18 @@ def test_distillation_report_warns_when_it_did_not_help():
     assert "teacher (0.9530) is no better than its student (0.9570)" in bad["warnings"][0]
     assert "ends below training without --teacher (0.9710, base)" in bad["warnings"][1]
     assert distill.distillation_report(0.5, 0.6, "val_miou")["warnings"] == []
+
+
+def test_baseline_of_another_budget_is_named():
+    base = {"arch": "lenet5", "epochs": 4, "img_size": 32, "data": "D", "seed": 0}
+    same = dict(base, seed=1)  # another seed is the same budget
+    assert distill.budget_differences(base, same) == []
+    longer = dict(base, epochs=12)
+    assert distill.budget_differences(base, longer) == ["epochs 4 (baseline) vs 12"]
+    report = distill.distillation_report(0.9, 0.95, "val_accuracy", 0.88, "base",
+                                         distill.budget_differences(base, longer))
+    assert report["warnings"] == ["--baseline base is not the same budget (epochs 4 (baseline) vs 12): "
+                                  "the comparison is not like for like"]
 
 
 def test_unlabeled_images_join_with_no_label(tmp_path):
