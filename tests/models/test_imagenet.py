@@ -42,6 +42,10 @@ def keras_home(tmp_path, monkeypatch):
 # cores, so KCV_TEST_ALL_IMAGENET=1 runs all 17 (the benchmark measures all 17 at 224 px).
 REPRESENTATIVE = ("vgg16", "resnet50", "densenet121", "mobilenet_v2", "efficientnet_b0", "efficientnet_b1")
 ALL = os.environ.get("KCV_TEST_ALL_IMAGENET", "0") not in ("", "0")
+# With KCV_TEST_ALL_IMAGENET=1 every model runs at the issue's 224 px (EfficientNet B1–B7,
+# which the issue lets use a smaller input, stay at 64 px): the full acceptance check.
+if ALL:
+    SIZES = {a: 64 if a.startswith("efficientnet_b") and a != "efficientnet_b0" else 224 for a in SIZES}
 
 
 @pytest.mark.slow
