@@ -49,7 +49,8 @@ from kcv.train.loop import TrainConfig, TrainPlugin, register_plugin
 from kcv.contracts import CONFIG_FILE, CURVES_FILE, HISTORY_FILE, IGNORE_LABEL, METRICS_FILE, MODEL_FILE
 
 SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
-# A teacher this close to chance (accuracy < 1/K + margin; mIoU < 1/K) labels noise: its
+# A teacher this close to chance (accuracy < 1/K + margin, or within two binomial standard
+# deviations of it on the validation images: near_chance; mIoU < 1/K) labels noise: its
 # confident predictions are kept, but no share of the rest is forced into training.
 NEAR_CHANCE_MARGIN = 0.05
 
@@ -357,12 +358,23 @@ def _no_retracing_warnings():
         logger.setLevel(level)
 
 
-def near_chance(value: float | None, task: str, num_classes: int) -> bool:
-    """Whether a validation score is no better than guessing (see ``NEAR_CHANCE_MARGIN``)."""
+def near_chance(value: float | None, task: str, num_classes: int, num_val: int | None = None) -> bool:
+    """Whether a validation score is no better than guessing.
+
+    Classification: accuracy under chance 1/K plus the larger of ``NEAR_CHANCE_MARGIN`` and
+    two binomial standard deviations of a guesser's accuracy on ``num_val`` images,
+    2·sqrt(p(1−p)/n) — on 37 validation images and 3 classes a guesser scores 0.43 or more
+    one time in seven, so 0.43 there is no evidence of a teacher worth following (a real
+    run: its pseudo-labels were 0.331 accurate). Segmentation: mIoU under 1/K."""
     if value is None:
         return True
     chance = 1.0 / num_classes
-    return value < chance + (NEAR_CHANCE_MARGIN if task == "classification" else 0.0)
+    if task != "classification":
+        return value < chance
+    margin = NEAR_CHANCE_MARGIN
+    if num_val:
+        margin = max(margin, 2.0 * float(np.sqrt(chance * (1.0 - chance) / num_val)))
+    return value < chance + margin
 
 
 def _rounds(cfg: SelfTrainConfig, base: TrainConfig, student: TrainConfig, task: str, unlabeled) -> Path:
@@ -388,7 +400,7 @@ def _rounds(cfg: SelfTrainConfig, base: TrainConfig, student: TrainConfig, task:
         teacher_dir = Path(rows[t]["run"])
         cfg_t = runs.load_config(teacher_dir)
         teacher = load_teacher(teacher_dir, task, cfg_t["class_names"], base.img_size)
-        chance = near_chance(rows[t].get(_monitor(rows)), task, len(cfg_t["class_names"]))
+        chance = near_chance(rows[t].get(_monitor(rows)), task, len(cfg_t["class_names"]), cfg_t.get("num_val"))
         labels = pseudo_label(teacher, unlabeled, task, cfg.threshold, cfg.soft, cfg.balance,
                               min_keep=0.0 if chance else cfg.min_keep)
         say(f"round {r}: round {rows[t]['round']}'s model labelled {labels.total} images, "
