@@ -9,6 +9,7 @@ damage placed where validation or evaluation meets it before any training.
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -197,6 +198,19 @@ def test_extreme_train_flags(args, flag, tmp_path, capsys):
     code, _, err = kcv(TRAIN + ["--out", tmp_path / "runs", *args], capsys, seconds=90)
     assert_promise(code, err, [flag], ok=(2,))
     assert_no_untrained_runs(tmp_path / "runs")
+
+
+def test_huge_epoch_count_starts_at_once_and_stops_cleanly(tmp_path, capsys):
+    """``--epochs 10**12`` (item 9: once a 10-minute silence) trains from the first second;
+    ``--patience 1`` at an ``--lr`` too small to change a prediction bounds it to 2 epochs."""
+    code, _, err = kcv(TRAIN[:5] + ["--epochs", str(10**12)] + TRAIN[7:] +
+                       ["--out", tmp_path / "runs", "--name", "huge", "--patience", "1", "--lr", "1e-9"],
+                       capsys, seconds=90)
+    assert_promise(code, err, ok=(0,))
+    run = tmp_path / "runs" / "huge"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stopped_early"] and metrics["epochs"] == 2, metrics
+    assert json.loads((run / "config.json").read_text())["epochs"] == 10**12
 
 
 OTHER_FLAGS = [
