@@ -240,25 +240,30 @@ def test_damaged_layout_trees(layout, case, cls_run, unet_run, tmp_path, capsys)
     assert_promise(code, err, [_name_of(named)], ok=(2,))
 
 
-def test_csv_with_a_byte_order_mark_is_read(tmp_path, capsys):
-    """Spreadsheets save CSV as UTF-8 with a BOM: the header must still be recognised."""
+def test_csv_with_a_byte_order_mark_is_read(tmp_path):
+    """Spreadsheets save CSV as UTF-8 with a BOM: the header must still be recognised (it
+    was read as a row naming the image ``\ufeffpath``)."""
+    from kcv.data import layouts
+
     listed = write_csv(tmp_path / "d", n=8)
     listed.write_bytes("\ufeff".encode() + listed.read_bytes())
-    code, _, err = kcv(["train", "--arch", "lenet5", "--data", f"csv:{listed}", *STEP,
-                        "--out", tmp_path / "runs", "--name", "bom"], capsys)
-    assert_promise(code, err, ok=(0,))
-    cfg = json.loads((tmp_path / "runs" / "bom" / "config.json").read_text())
-    assert cfg["class_names"] == ["circle", "square", "triangle"] and cfg["num_train"] == 6
+    got = layouts.load(f"csv:{listed}", "classification")
+    assert got.class_names == ["circle", "square", "triangle"]
+    assert [len(got.splits[s]) for s in ("train", "val")] == [6, 2]
 
 
-def test_coco_string_category_id_trains_as_its_number(tmp_path, capsys):
-    """``"category_id": "1"`` (a string, as some exporters write) means category 1."""
-    write_coco(tmp_path / "c")
+def test_coco_string_category_ids_mean_their_numbers(tmp_path):
+    """``"category_id": "18"`` (a string, as some exporters write) paints category 18's
+    class; it was a ``KeyError`` inside ``fit``, where the masks are read."""
+    from kcv.data import layouts
+
+    regions = write_coco(tmp_path / "c")
     for split in ("train", "val"):
         _edit_json(tmp_path / "c" / f"annotations/instances_{split}2017.json",
                    lambda d: [a.update(category_id=str(a["category_id"])) for a in d["annotations"]])
-    code, _, err = kcv(["train", *TINY_UNET, "--data", f"coco:{tmp_path / 'c'}", *STEP,
-                        "--out", tmp_path / "runs", "--name", "s"], capsys)
-    assert_promise(code, err, ok=(0,))
-    assert (tmp_path / "runs" / "s" / "last.keras").is_file()
-
+    got = layouts.load(f"coco:{tmp_path / 'c'}", "segmentation")
+    assert got.class_names == ["background", "person", "dog"]
+    for _, key in got.splits["val"]:
+        mask = got.read_mask(key)
+        np.testing.assert_array_equal(mask == 2, regions["dog"].astype(bool))
+        np.testing.assert_array_equal(mask == 255, regions["crowd"].astype(bool))
