@@ -179,7 +179,8 @@ def _voc(path: Path) -> Listing:
     for split in ("train", "val"):
         ids_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not ids_file.is_file():
-            raise KcvError(f"{ids_file}: not found (VOC lists its {split} images there)")
+            what = "a folder, not a file" if ids_file.is_dir() else "not found"
+            raise KcvError(f"{ids_file}: {what} (VOC lists its {split} images there)")
         ids = [line.strip() for line in _read_text(ids_file).splitlines() if line.strip()]
         if not ids:
             raise KcvError(f"{ids_file}: lists no images")
@@ -373,7 +374,7 @@ def _coco_split(root, name, path, doc, masks) -> list:
             _check_segmentation(ann["segmentation"])
         except (KeyError, TypeError, ValueError):
             raise KcvError(f"{path}: annotation {ann_id}: malformed (needs integer category_id and "
-                           "image_id, and a polygon list or an RLE)") from None
+                           "image_id, and a list of polygons of finite x,y pairs or an RLE)") from None
         if category not in masks.classes:
             raise KcvError(f"{path}: annotation {ann_id}: unknown category_id {category}")
         if image_id not in images:
