@@ -124,10 +124,11 @@ class NewRunGuard:
         import shutil
 
         NewRunGuard.active.remove(self)
-        if exc_type is not None:
-            for d in self.dirs:
-                if d.is_dir() and not any(d.rglob(contracts.LAST_FILE)):
-                    shutil.rmtree(d, ignore_errors=True)
+        for d in self.dirs:
+            if exc_type is not None and d.is_dir() and not has_trained_epoch(d):
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                _writer_mark(d).unlink(missing_ok=True)  # the writer is done with it
         return False
 
 
@@ -172,7 +173,13 @@ def read_json(path) -> dict:
 
 
 def new_run_dir(root, name: str) -> Path:
-    """Create and return a fresh run directory ``root/name`` (``name-2``... if taken)."""
+    """Create and return a fresh run directory ``root/name`` (``name-2``... if taken).
+
+    A directory of that name that a killed run left without a trained epoch is taken over
+    (see :func:`abandoned`): ``kill -9`` cannot be cleaned up after, so the next run of the
+    name does it. The directory holds a writer mark (``.writer.tmp-PID-``, the pid scheme of
+    :func:`temp_prefix`) until its run ends.
+    """
     root = Path(root)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise KcvError(f"--name '{name}': use letters, digits, '.', '_' and '-' only")
@@ -181,12 +188,66 @@ def new_run_dir(root, name: str) -> Path:
     while True:
         try:
             candidate.mkdir()  # atomic: two concurrent runs never share a directory
-            if NewRunGuard.active:
-                NewRunGuard.active[-1].dirs.append(candidate)
-            return candidate
         except FileExistsError:
-            i += 1
-            candidate = root / f"{name}-{i}"
+            if not _take_over(candidate):
+                i += 1
+                candidate = root / f"{name}-{i}"
+            continue
+        _writer_mark(candidate).touch()
+        if NewRunGuard.active:
+            NewRunGuard.active[-1].dirs.append(candidate)
+        return candidate
+
+
+def has_trained_epoch(path) -> bool:
+    """Whether a run directory holds a saved epoch (a ``last.keras`` anywhere in it:
+    self-training keeps its rounds in sub-folders)."""
+    return any(Path(path).rglob(contracts.LAST_FILE))
+
+
+_WRITER = "writer"
+LEGACY_GRACE_S = 600  # a run directory made before writer marks, untouched this long, is dead
+
+
+def _writer_mark(run_dir: Path) -> Path:
+    return Path(run_dir) / f"{temp_prefix(_WRITER)}"
+
+
+def abandoned(path) -> bool:
+    """A run directory left by a run killed before its first epoch was saved: no trained
+    epoch, and its writer is gone. The writer is known by its mark (a dead pid); a directory
+    without one (made before marks existed) counts when it holds only what a run writes
+    before its first epoch and has been untouched for ``LEGACY_GRACE_S``."""
+    import time
+
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink() or has_trained_epoch(path):
+        return False
+    marks = [m for p in path.iterdir() if p.name.startswith(f".{_WRITER}.") and (m := _TEMP_PID.match(p.name))]
+    if marks:
+        return not any(int(m.group(1)) == os.getpid() or _alive(int(m.group(1))) for m in marks)
+    names = {p.name for p in path.iterdir()}
+    return (contracts.CONFIG_FILE in names and names <= {contracts.CONFIG_FILE, "cache", "tensorboard"}
+            and time.time() - path.stat().st_mtime > LEGACY_GRACE_S)
+
+
+def _take_over(path: Path) -> bool:
+    """Remove ``path`` if :func:`abandoned`, so the name can be made afresh; ``True`` when
+    the name is free again (removed here or by a concurrent run). The directory is first
+    renamed to a temporary name: of two runs racing for it, one wins the rename."""
+    import shutil
+
+    if not abandoned(path):
+        return False
+    grave = path.parent / f"{temp_prefix(path.name)}abandoned"
+    try:
+        os.rename(path, grave)
+    except FileNotFoundError:  # a concurrent run took it over first
+        return True
+    except OSError:
+        return False
+    shutil.rmtree(grave, ignore_errors=True)
+    return True
 
 
 def is_run_dir(path) -> bool:
@@ -195,7 +256,8 @@ def is_run_dir(path) -> bool:
 
 
 def latest_run(root=DEFAULT_ROOT) -> Path:
-    """The most recently modified complete run under ``root``."""
+    """The most recently modified complete run under ``root``: one with a saved model (a
+    run killed before its first epoch, holding only ``config.json``, is skipped)."""
     root = Path(root)
     runs = [p for p in root.glob("*") if p.is_dir() and is_run_dir(p)] if root.is_dir() else []
     if not runs:
@@ -212,6 +274,10 @@ def resolve_run(run=None, root=DEFAULT_ROOT) -> Path:
         path = Path(root) / str(run)
     if not path.is_dir():
         raise KcvError(f"{run}: no such run directory")
+    if (path / contracts.CONFIG_FILE).is_file() and not (path / contracts.MODEL_FILE).is_file() \
+            and not has_trained_epoch(path):
+        raise KcvError(f"{path}: nothing was trained in this run (it stopped before its first epoch was "
+                       "saved); start a new run")
     for f in (contracts.CONFIG_FILE, contracts.MODEL_FILE):
         if not (path / f).is_file():
             raise KcvError(f"{path}: not a kcv run directory (no {f})")

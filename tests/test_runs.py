@@ -2,9 +2,11 @@
 The Run object: one reader of a run directory."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -121,3 +123,52 @@ def test_run_object_errors_name_the_path(unet_run, tmp_path):
         run.model()
     with pytest.raises(KcvError, match=r"--data shapes:48: 4 classes .* trained on 5"):
         run.data_source()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_name_left_untrained_by_a_dead_writer_is_taken_over(tmp_path):
+    """Issue 17 item 14 (kill -9 before the first epoch; the real kill is tests/fuzz/test_items.py)."""
+    def left(name, pid=None, extra=(), age=0):
+        d = tmp_path / name
+        d.mkdir()
+        runs.write_json(d / "config.json", {"arch": "lenet5"})
+        if pid is not None:
+            (d / f".writer.tmp-{pid}-").touch()
+        for f in extra:
+            (d / f).write_text("x")
+        if age:
+            os.utime(d, (time.time() - age, time.time() - age))
+        return d
+
+    left("dead", pid=_dead_pid())
+    left("alive", pid=os.getppid())  # a concurrent run still writing it
+    left("legacy", age=runs.LEGACY_GRACE_S + 60)  # made before writer marks
+    left("recent")  # no mark, just made: perhaps a live writer between mkdir and its mark
+    left("users", age=runs.LEGACY_GRACE_S + 60, extra=["notes.txt"])  # not only what a run writes
+    trained = left("trained", pid=_dead_pid(), extra=["last.keras"])
+    assert [runs.abandoned(tmp_path / n) for n in ("dead", "alive", "legacy", "recent", "users", "trained")] \
+        == [True, False, True, False, False, False]
+    for name, got in [("dead", "dead"), ("alive", "alive-2"), ("legacy", "legacy"), ("recent", "recent-2"),
+                      ("users", "users-2"), ("trained", "trained-2")]:
+        made = runs.new_run_dir(tmp_path, name)
+        assert made.name == got and not (made / "config.json").exists()
+        assert [p.name for p in made.iterdir()] == [f".writer.tmp-{os.getpid()}-"]
+    assert (trained / "last.keras").is_file() and not any(p.name.endswith("abandoned") for p in tmp_path.iterdir())
+    with runs.NewRunGuard():
+        done = runs.new_run_dir(tmp_path, "x")
+    assert not any(done.iterdir())  # the mark goes when its run ends
+
+
+def test_resolving_a_run_that_trained_nothing_says_so(tmp_path):
+    d = tmp_path / "killed"
+    d.mkdir()
+    runs.write_json(d / "config.json", {"arch": "lenet5"})
+    with pytest.raises(KcvError, match="nothing was trained in this run"):
+        runs.resolve_run(d)
+    with pytest.raises(KcvError, match="no trained run under"):
+        runs.latest_run(tmp_path)

@@ -226,12 +226,19 @@ def load_segmentation(root) -> SegmentationFolders:
     k = len(names) if names else None
     counts = {split: np.sum(_parallel(lambda pair: _check_pair(pair, k), pairs), axis=0)
               for split, pairs in splits.items()}
-    for split, what in (("train", "nothing to train on"), ("val", "nothing to score")):
-        if not counts[split][:IGNORE_LABEL].any():
-            raise KcvError(f"{root / split / 'masks'}: every mask pixel is {IGNORE_LABEL} (ignore); {what}")
+    require_labelled(counts, {split: root / split / "masks" for split in splits})
     if names is None:
         names = _inferred_class_names(root, counts["train"] + counts["val"])
     return SegmentationFolders(names, splits["train"], splits["val"])
+
+
+def require_labelled(counts: dict, where: dict) -> None:
+    """Refuse a split whose masks are all ignore: it would train with loss 0 (or score
+    nothing) and say nothing. ``counts``: per split, pixels per mask value (256 bins);
+    ``where``: per split, the file or folder the error names."""
+    for split, what in (("train", "nothing to train on"), ("val", "nothing to score")):
+        if not np.asarray(counts[split])[:IGNORE_LABEL].any():
+            raise KcvError(f"{where[split]}: every mask pixel is {IGNORE_LABEL} (ignore); {what}")
 
 
 def _subdirs_of(folder: Path) -> list[Path]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,8 @@ def _csv(path: Path, task: str, seed: int, val_split: float) -> Listing:
     if not path.is_file():
         raise KcvError(f"{path}: not a file (csv: expects a list of path,label rows)")
     try:
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+        # utf-8-sig: spreadsheets write a byte order mark, which would hide the header
+        rows = list(csv.reader(path.read_bytes().decode("utf-8-sig").splitlines()))
     except (UnicodeDecodeError, csv.Error) as e:
         raise KcvError(f"{path}: not a readable CSV list ({type(e).__name__})") from None
     rows = [r for r in rows if r and any(c.strip() for c in r)]
@@ -129,16 +131,26 @@ def _csv(path: Path, task: str, seed: int, val_split: float) -> Listing:
     for n, row in enumerate(rows, 1):
         if len(row) not in (2, 3) or (len(row) == 3 and row[2].strip() not in ("train", "val")):
             raise KcvError(f"{path}: row {n} '{','.join(row)}': expected path,label or path,label,train|val")
+        if not row[0].strip() or not row[1].strip():
+            raise KcvError(f"{path}: row {n} '{','.join(row)}': empty {'path' if not row[0].strip() else 'label'}")
         image = (path.parent / row[0].strip())
         if not image.is_file():
             raise KcvError(f"{path}: row {n}: image {image} not found")
         entries.append((image, row[1].strip(), row[2].strip() if len(row) == 3 else None))
+    if not entries:
+        raise KcvError(f"{path}: lists no images (expected path,label rows)")
     names = sorted({label for _, label, _ in entries})
-    folders._check_classes(names, path)
+    if len(names) < 2:
+        raise KcvError(f"{path}: every row has the label '{names[0]}'; need at least 2 classes")
     items = [(p, names.index(label)) for p, label, _ in entries]
     if all(s is not None for _, _, s in entries):
         train = [it for it, (_, _, s) in zip(items, entries) if s == "train"]
         val = [it for it, (_, _, s) in zip(items, entries) if s == "val"]
+        untrained = sorted(set(names) - {names[lab] for _, lab in train})
+        if train and untrained:
+            # a class seen only in validation: the model would get an output it never learns
+            raise KcvError(f"{path}: label '{untrained[0]}' has no train row (only val rows); "
+                           "fix the label or add training images of it")
     else:
         if not 0.0 < val_split < 1.0:
             raise KcvError(f"--val-split {val_split}: must be between 0 and 1")
@@ -167,7 +179,8 @@ def _voc(path: Path) -> Listing:
     for split in ("train", "val"):
         ids_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not ids_file.is_file():
-            raise KcvError(f"{ids_file}: not found (VOC lists its {split} images there)")
+            what = "a folder, not a file" if ids_file.is_dir() else "not found"
+            raise KcvError(f"{ids_file}: {what} (VOC lists its {split} images there)")
         ids = [line.strip() for line in _read_text(ids_file).splitlines() if line.strip()]
         if not ids:
             raise KcvError(f"{ids_file}: lists no images")
@@ -180,7 +193,9 @@ def _voc(path: Path) -> Listing:
             pairs.append((image, mask))
         splits[split] = pairs
     k = len(VOC_CLASSES)
-    folders._parallel(lambda pair: folders._check_pair(pair, k), splits["train"] + splits["val"])
+    counts = {split: np.sum(folders._parallel(lambda pair: folders._check_pair(pair, k), pairs), axis=0)
+              for split, pairs in splits.items()}
+    folders.require_labelled(counts, {s: root / "ImageSets" / "Segmentation" / f"{s}.txt" for s in splits})
     return Listing("segmentation", str(path), list(VOC_CLASSES), splits,
                    read_mask=lambda key: folders.read_mask(Path(key)))
 
@@ -216,7 +231,10 @@ def _cityscapes(root: Path) -> Listing:
                 raise KcvError(f"{image}: image without labels (expected {mask})")
             pairs.append((image, mask))
         splits[split] = pairs
-    folders._parallel(_check_cityscapes_pair, splits["train"] + splits["val"])
+    counts = {split: np.sum(folders._parallel(_check_cityscapes_pair, pairs), axis=0)
+              for split, pairs in splits.items()}
+    # labelIds outside the 19 evaluated classes all become 255: a set of only those trains on nothing
+    folders.require_labelled(counts, {split: root / "gtFine" / split for split in splits})
     return Listing("segmentation", str(root), list(CITYSCAPES_TRAIN_IDS.values()), splits,
                    read_mask=read_cityscapes_mask)
 
@@ -230,6 +248,7 @@ def _check_cityscapes_pair(pair):
                        f"image size {w}x{h} of {image.name}")
     if mask.max(initial=0) > 33:
         raise KcvError(f"{mask_path}: labelId {int(mask.max())} is not a Cityscapes label (0..33)")
+    return np.bincount(CITYSCAPES_LUT[mask].reshape(-1), minlength=256)
 
 
 # --- COCO ------------------------------------------------------------------------------------
@@ -239,24 +258,36 @@ class _CocoMasks:
     order (polygons and RLE decoded by pycocotools), crowd regions 255."""
 
     def __init__(self):
-        self.images: dict = {}  # key -> (h, w, [annotations])
+        self.images: dict = {}  # key -> (h, w, [annotations], annotation file)
         self.classes: dict = {}  # category id -> class index (1..K; 0 = background)
 
     def __call__(self, key: str) -> np.ndarray:
-        from pycocotools import mask as rle
-
-        h, w, anns = self.images[key]
+        h, w, anns, path = self.images[key]
         out = np.zeros((h, w), np.uint8)
         for ann in anns:
-            seg = ann["segmentation"]
-            if isinstance(seg, list):  # polygons
-                m = rle.decode(rle.merge(rle.frPyObjects(seg, h, w)))
-            elif isinstance(seg["counts"], list):  # uncompressed RLE
-                m = rle.decode(rle.frPyObjects(seg, h, w))
-            else:
-                m = rle.decode(seg)
-            out[m.astype(bool)] = IGNORE_LABEL if ann.get("iscrowd") else self.classes[ann["category_id"]]
+            m = _rasterise(ann["segmentation"], h, w, path, ann.get("id"))
+            out[m] = IGNORE_LABEL if ann.get("iscrowd") else self.classes[ann["category_id"]]
         return out
+
+
+def _rasterise(seg, h: int, w: int, path: Path, ann_id) -> np.ndarray:
+    """One annotation's region as a bool ``[h, w]``; a damaged RLE is one line naming it
+    (pycocotools raises ``ValueError``; an RLE of another size would not fit the image)."""
+    from pycocotools import mask as rle
+
+    try:
+        if isinstance(seg, list):  # polygons
+            m = rle.decode(rle.merge(rle.frPyObjects(seg, h, w)))
+        elif isinstance(seg["counts"], list):  # uncompressed RLE
+            m = rle.decode(rle.frPyObjects(seg, h, w))
+        else:
+            m = rle.decode(seg)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise KcvError(f"{path}: annotation {ann_id}: damaged segmentation ({e})") from None
+    if m.shape[:2] != (h, w):
+        raise KcvError(f"{path}: annotation {ann_id}: RLE size {m.shape[1]}x{m.shape[0]} differs from "
+                       f"its image's {w}x{h}")
+    return m.astype(bool)
 
 
 def _coco(root: Path) -> Listing:
@@ -268,16 +299,41 @@ def _coco(root: Path) -> Listing:
     masks, categories, splits = _CocoMasks(), None, {}
     for split, name in names.items():
         doc = _read_json(files[name])
-        cats = sorted((int(c["id"]), str(c["name"])) for c in doc["categories"])
+        cats = _coco_categories(files[name], doc["categories"])
         if categories is None:
             categories = cats
             masks.classes = {cid: i + 1 for i, (cid, _) in enumerate(cats)}
         elif cats != categories:
             raise KcvError(f"{files[name]}: categories differ from {files[names['train']]}")
         splits[split] = _coco_split(root, name, files[name], doc, masks)
-    folders._parallel(lambda it: _check_coco_image(it, masks), splits["train"] + splits["val"])
+    counts = {split: np.sum(folders._parallel(lambda it: _check_coco_image(it, masks), items), axis=0)
+              for split, items in splits.items()}
+    folders.require_labelled(counts, {split: files[name] for split, name in names.items()})
     return Listing("segmentation", str(root), ["background"] + [n for _, n in categories], splits,
                    read_mask=masks)
+
+
+def _coco_categories(path: Path, entries: list) -> list:
+    """``[(id, name)]`` sorted by id; ids are integers, each once."""
+    try:
+        cats = sorted((_int_id(c["id"]), str(c["name"])) for c in entries)
+    except (KeyError, TypeError, ValueError):
+        raise KcvError(f"{path}: a category without an integer 'id' and a 'name' "
+                       "(expected {'id': 1, 'name': 'person'})") from None
+    if not cats:
+        raise KcvError(f"{path}: lists no categories; need at least one besides the background")
+    ids = [cid for cid, _ in cats]
+    dup = next((cid for i, cid in enumerate(ids) if cid in ids[:i]), None)
+    if dup is not None:
+        raise KcvError(f"{path}: category id {dup} is listed twice")
+    return cats
+
+
+def _int_id(value) -> int:
+    """A COCO id: an integer, or a string of one (some exporters write ``"1"``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or int(value) != float(value):
+        raise ValueError(value)
+    return int(value)
 
 
 def _read_json(path: Path) -> dict:
@@ -295,43 +351,57 @@ def _coco_split(root, name, path, doc, masks) -> list:
     folder = next((d for d in (root / name, root / "images" / name) if d.is_dir()), None)
     if folder is None:
         raise KcvError(f"{root / name}: image folder of {path.name} not found")
-    anns: dict = {}
-    for ann in doc["annotations"]:
-        try:
-            if int(ann["category_id"]) not in masks.classes:
-                raise KcvError(f"{path}: annotation {ann.get('id')}: unknown category_id {ann['category_id']}")
-            _check_segmentation(ann["segmentation"])
-        except (KeyError, TypeError, ValueError):
-            raise KcvError(f"{path}: annotation {ann.get('id') if isinstance(ann, dict) else ann}: "
-                           "malformed (needs category_id and a polygon list or an RLE)") from None
-        anns.setdefault(ann["image_id"], []).append(ann)
-    items = []
+    images, items = {}, []
     for img in doc["images"]:
         try:
-            key, file = f"{name}:{img['id']}", folder / img["file_name"]
-            masks.images[key] = (int(img["height"]), int(img["width"]), anns.get(img["id"], []))
+            image_id, file = _int_id(img["id"]), folder / img["file_name"]
+            if image_id in images:
+                raise KcvError(f"{path}: image id {image_id} is listed twice")
+            images[image_id] = (f"{name}:{image_id}", int(img["height"]), int(img["width"]))
         except (KeyError, TypeError, ValueError):
-            raise KcvError(f"{path}: image entry {img}: needs id, file_name, width and height") from None
+            raise KcvError(f"{path}: image entry {str(img)[:80]}: needs an integer id, file_name, "
+                           "width and height") from None
         if not file.is_file():
             raise KcvError(f"{file}: not found (listed in {path})")
-        items.append((file, key))
+        items.append((file, images[image_id][0]))
     if not items:
         raise KcvError(f"{path}: lists no images")
+    anns: dict = {}
+    for ann in doc["annotations"]:
+        ann_id = ann.get("id") if isinstance(ann, dict) else str(ann)[:40]
+        try:
+            category, image_id = _int_id(ann["category_id"]), _int_id(ann["image_id"])
+            _check_segmentation(ann["segmentation"])
+        except (KeyError, TypeError, ValueError):
+            raise KcvError(f"{path}: annotation {ann_id}: malformed (needs integer category_id and "
+                           "image_id, and a list of polygons of finite x,y pairs or an RLE)") from None
+        if category not in masks.classes:
+            raise KcvError(f"{path}: annotation {ann_id}: unknown category_id {category}")
+        if image_id not in images:
+            # its region would silently be background: the file and its images disagree
+            raise KcvError(f"{path}: annotation {ann_id}: image_id {image_id} is not among its images")
+        anns.setdefault(image_id, []).append({**ann, "category_id": category})
+    for image_id, (key, h, w) in images.items():
+        masks.images[key] = (h, w, anns.get(image_id, []), path)
     return items
 
 
 def _check_segmentation(seg) -> None:
     if isinstance(seg, list):
-        if not seg or any(len(p) < 6 or len(p) % 2 for p in seg):
+        if not seg or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in seg):
             raise ValueError("polygon")
-        [float(v) for p in seg for v in p]
+        if not all(math.isfinite(float(v)) for p in seg for v in p):
+            raise ValueError("polygon")  # NaN would rasterise to nothing, silently
     elif not ("counts" in seg and len(seg["size"]) == 2):
         raise ValueError("rle")
 
 
-def _check_coco_image(item, masks) -> None:
+def _check_coco_image(item, masks) -> np.ndarray:
+    """Check one image against its entry and rasterise its annotations as training will;
+    return the mask's pixel count per value (256 bins)."""
     file, key = item
     w, h = folders.check_image(file)
     if (h, w) != masks.images[key][:2]:
         raise KcvError(f"{file}: image size {w}x{h} differs from the {masks.images[key][1]}x"
                        f"{masks.images[key][0]} its annotation file states")
+    return np.bincount(masks(key).reshape(-1), minlength=256)

@@ -233,16 +233,21 @@ def trainable_params(model) -> int:
 
 
 def build_for_info(arch: str, img_size: int = 224, num_classes: int | None = None,
-                   model_args: dict | None = None) -> keras.Model:
+                   model_args: dict | None = None, gradient: bool = False) -> keras.Model:
     """The model ``kcv info`` describes: ``arch`` at ``img_size`` with ``num_classes``
-    (default 1000 for classification, 21 for segmentation)."""
+    (default 1000 for classification, 21 for segmentation). Sizes and arguments that cannot
+    be built here are refused first (:func:`kcv.models.feasibility.check_buildable`;
+    ``gradient``: ``--draw`` will also back-propagate one image)."""
     from kcv.errors import KcvError
+    from kcv.models.feasibility import check_buildable
     from kcv.registry import create_model, get_spec
 
     spec = get_spec(arch)
     if img_size < spec.min_size:
         raise KcvError(f"--img-size {img_size}: {arch} needs at least {spec.min_size} px")
     n_cls = num_classes or (1000 if spec.task == "classification" else 21)
+    # unet depth=99 segfaulted inside Keras; lenet5 at 100,000 px asked for 25 TB of weights
+    check_buildable(arch, n_cls, img_size, model_args or {}, gradient)
     return create_model(arch, n_cls, (img_size, img_size, 3), **(model_args or {}))
 
 

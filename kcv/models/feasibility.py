@@ -127,12 +127,19 @@ def _args_text(model_args: dict) -> str:
     return "".join(f" --model-arg {k}={v}" for k, v in model_args.items())
 
 
-def _fits(arch, num_classes, img_size, batch_size, model_args, limit) -> bool:
+def building_bytes(plan: Plan, gradient: bool = False) -> int:
+    """What building a model for inspection (``kcv info``) holds at least: its weights, once;
+    with ``gradient`` (``--draw``'s effective field, one image), every layer's output and its
+    gradient too."""
+    return BYTES * (plan.params + (2 * plan.activations if gradient else 0))
+
+
+def _fits(arch, num_classes, img_size, batch_size, model_args, limit, need=training_bytes) -> bool:
     try:
         plan = plan_model(arch, num_classes, img_size, model_args)
     except KcvError:
         return False
-    return plan.too_small is None and training_bytes(plan, batch_size) <= limit
+    return plan.too_small is None and need(plan, batch_size) <= limit
 
 
 def _largest(ok, low: int, high: int, step: int = 1) -> int | None:
@@ -176,11 +183,39 @@ def check_feasible(arch: str, num_classes: int, img_size: int, batch_size: int, 
     return plan
 
 
-def _suggestion(arch, num_classes, img_size, batch_size, model_args, limit) -> str:
+def check_buildable(arch: str, num_classes: int, img_size: int, model_args: dict, gradient: bool = False,
+                    limit: int | None = None) -> Plan:
+    """Refuse (:class:`KcvError`) a model that cannot even be built here, before building it:
+    what ``kcv info`` does. Rule 1 of the module docstring, and :func:`building_bytes` for
+    memory (a model is described from its shapes, so ``resnet50`` at 100,000 px, whose
+    weights fit, is not refused; ``lenet5`` there, 6.3e12 weights, is).
+
+    Args:
+        gradient: also one image's activations and gradients (``kcv info --draw``).
+        limit: memory in bytes (default :func:`memory_limit`).
+    """
+    limit = memory_limit() if limit is None else limit
+    need = lambda plan, _batch: building_bytes(plan, gradient)  # noqa: E731
+    hint = lambda: _suggestion(arch, num_classes, img_size, 1, model_args, limit, need)  # noqa: E731
+    try:
+        plan = plan_model(arch, num_classes, img_size, model_args)
+    except KcvError as e:
+        raise KcvError(f"{e}{hint()}") from e
+    setting = f"--img-size {img_size}{_args_text(model_args)}"
+    if plan.too_small is not None:
+        raise KcvError(f"{setting}: {arch}'s layer {plan.too_small} would make a level smaller than 1 px{hint()}")
+    if need(plan, 1) > limit:
+        what = "its weights and one image's activations and gradients" if gradient else "its weights"
+        raise KcvError(f"{setting}: {arch} needs about {_gb(need(plan, 1))} for {what} ({plan.params:,} "
+                       f"parameters), more than the {_gb(limit)} of memory here{hint()}")
+    return plan
+
+
+def _suggestion(arch, num_classes, img_size, batch_size, model_args, limit, need=training_bytes) -> str:
     """``; ... would fit`` naming the largest img size or model-arg value that passes."""
     from kcv.registry import get_spec
 
-    fits = lambda size, args: _fits(arch, num_classes, size, batch_size, args, limit)  # noqa: E731
+    fits = lambda size, args: _fits(arch, num_classes, size, batch_size, args, limit, need)  # noqa: E731
     hints = []
     for key, value in model_args.items():
         if isinstance(value, int) and not isinstance(value, bool) and value > 1:
@@ -193,7 +228,7 @@ def _suggestion(arch, num_classes, img_size, batch_size, model_args, limit) -> s
         if best is not None:
             hints.append(f"--img-size {best}")
     if not hints and batch_size > 1:
-        best = _largest(lambda b: _fits(arch, num_classes, img_size, b, model_args, limit), 1, batch_size - 1)
+        best = _largest(lambda b: _fits(arch, num_classes, img_size, b, model_args, limit, need), 1, batch_size - 1)
         if best is not None:
             hints.append(f"--batch-size {best}")
     return f"; at most {' or '.join(hints)} would fit" if hints else ""

@@ -383,7 +383,10 @@ def _start(config: TrainConfig):
     """``(resolved config, run dir or None, resume state or None)``."""
     if not config.resume:
         return config.resolved(), None, None
-    run_dir = runs.resolve_run(config.resume, config.out)
+    try:
+        run_dir = runs.resolve_run(config.resume, config.out)
+    except KcvError as e:  # say which flag named it
+        raise KcvError(f"--resume {e}") from None
     try:
         state = read_state(run_dir / LAST_FILE)
     except DamagedCheckpoint as e:

@@ -273,13 +273,11 @@ def default_noise(img_size: int, params: int) -> str:
 def _student_noise(cfg: SelfTrainConfig, arch: str, img_size: int, model_args: dict) -> str:
     if cfg.noise != "auto":
         return cfg.noise
-    import keras
+    from kcv.models.feasibility import plan_model
 
-    from kcv.registry import create_model
-
-    params = create_model(arch, 10, (img_size, img_size, 3), **model_args).count_params()
-    keras.backend.clear_session()
-    return default_noise(img_size, params)
+    # planned, not built: a student too large for memory is refused (check_feasible), not
+    # allocated here (--img-size 100000 was an out-of-memory traceback)
+    return default_noise(img_size, plan_model(arch, 10, img_size, model_args).params)
 
 
 def _checked(cfg: SelfTrainConfig):
@@ -301,6 +299,11 @@ def _checked(cfg: SelfTrainConfig):
     if get_spec(resolved.arch).task != task:
         raise KcvError(f"--student-arch {resolved.arch}: a {get_spec(resolved.arch).task} model; "
                        f"the teacher ({base.arch}) is {task}")
+    from kcv.models.feasibility import check_feasible
+
+    # sizes that cannot train are refused before round 0, teacher's and students' alike
+    check_feasible(base.arch, 2, base.img_size, base.batch_size, base.model_args)
+    check_feasible(resolved.arch, 2, base.img_size, resolved.batch_size, resolved.model_args)
     student = dataclasses.replace(student, augment=_student_noise(cfg, resolved.arch, base.img_size,
                                                                   resolved.model_args))
     if cfg.teacher:

@@ -179,7 +179,7 @@ def info_with_drawing(arch: str, img_size: int = 224, num_classes: int | None = 
         raise KcvError("--unit and --layer choose what --draw draws; add --draw")
     if draw is not None and Path(draw).suffix.lower() != ".png":
         raise KcvError(f"--out {draw}: the drawing is a PNG; name a .png file")
-    model = analysis.build_for_info(arch, img_size, num_classes, model_args)
+    model = analysis.build_for_info(arch, img_size, num_classes, model_args, gradient=draw is not None)
     report = analysis.info_report(arch, img_size, num_classes, model_args, show_layers, model=model)
     drawn = draw_receptive_field(arch, model, draw, unit, layer) if draw is not None else None
     return report, drawn

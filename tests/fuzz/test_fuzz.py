@@ -9,6 +9,7 @@ damage placed where validation or evaluation meets it before any training.
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -199,6 +200,19 @@ def test_extreme_train_flags(args, flag, tmp_path, capsys):
     assert_no_untrained_runs(tmp_path / "runs")
 
 
+def test_huge_epoch_count_starts_at_once_and_stops_cleanly(tmp_path, capsys):
+    """``--epochs 10**12`` (item 9: once a 10-minute silence) trains from the first second;
+    ``--patience 1`` at an ``--lr`` too small to change a prediction bounds it to 2 epochs."""
+    code, _, err = kcv(TRAIN[:5] + ["--epochs", str(10**12)] + TRAIN[7:] +
+                       ["--out", tmp_path / "runs", "--name", "huge", "--patience", "1", "--lr", "1e-9"],
+                       capsys, seconds=90)
+    assert_promise(code, err, ok=(0,))
+    run = tmp_path / "runs" / "huge"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stopped_early"] and metrics["epochs"] == 2, metrics
+    assert json.loads((run / "config.json").read_text())["epochs"] == 10**12
+
+
 OTHER_FLAGS = [
     (["predict", "{cls}", "{img}", "--top-k", "0"], "--top-k"),
     (["export", "{cls}", "--samples", "0"], "--samples"),
@@ -212,13 +226,29 @@ OTHER_FLAGS = [
     (["augment-preview", "--img-size", str(10**6)], "--img-size"),
     (["self-train", "--arch", "lenet5", "--rounds", "0"], "--rounds"),
     (["self-train", "--arch", "lenet5", "--threshold", "2"], "--threshold"),
+    # models built from flags are planned first (kcv.models.feasibility), never allocated
+    (["self-train", "--arch", "lenet5", "--img-size", "100000", "--data", "shapes:4", "--unlabeled", "{tmp}"],
+     "--img-size"),
+    (["info", "lenet5", "--img-size", "100000", "--no-layers"], "--img-size"),
+    (["info", "unet", "--model-arg", "depth=99", "--no-layers"], "depth=99"),
+    (["info", "unet", "--img-size", "100000", "--no-layers", "--draw", "--out", "{tmp}/rf.png"], "--img-size"),
 ]
 
 
 @pytest.mark.parametrize("argv, flag", OTHER_FLAGS, ids=[" ".join(a[:1] + a[2:])[:30] for a, _ in OTHER_FLAGS])
 def test_extreme_flags_of_other_commands(argv, flag, cls_run, tmp_path, capsys):
+    """Each refused by name: ``kcv info lenet5 --img-size 100000`` was an out-of-memory
+    traceback (25 TB of weights), ``kcv info unet --model-arg depth=99`` a segfault."""
     img = tmp_path / "a.png"
     Image.fromarray(tiny_rgb(32, 32)).save(img)
-    argv = [a.format(cls=cls_run, img=img) for a in argv]
+    argv = [a.format(cls=cls_run, img=img, tmp=tmp_path) for a in argv]
     code, _, err = kcv(argv + (["--out", tmp_path / "x"] if argv[0] == "self-train" else []), capsys)
     assert_promise(code, err, [flag], ok=(2,))
+
+
+def test_info_describes_a_huge_input_whose_weights_fit(capsys):
+    """Not over-refused: ``kcv info`` works from shapes, so ResNet-50 at 100,000 px (25.6 M
+    weights) is described, its last feature map 100000/32 = 3125 px."""
+    code, out, err = kcv(["info", "resnet50", "--img-size", "100000", "--no-layers"], capsys)
+    assert_promise(code, err, ok=(0,))
+    assert "25,610,152" in out and "(3125, 3125, 2048)" in out, out

@@ -298,3 +298,51 @@ def test_item19_img_size_with_a_fixed_size_model_file(tmp_path, capsys):
     assert code == 2 and "fixed 32x32" in assert_promise(code, err, ["--img-size"])
     code, out, err = kcv(["predict", path, image, "--img-size", "32"], capsys)
     assert code == 0 and json.loads(out.splitlines()[-1])["file"] == str(image)
+
+
+def test_item14_a_run_killed_before_its_first_epoch(tmp_path, capsys, monkeypatch):
+    """A real ``kcv train`` killed with SIGKILL once its ``config.json`` appears (no clean-up
+    can run) leaves a directory that no reader picks and the next run of the name takes over."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.chdir(tmp_path)  # a bare `kcv predict` reads ./saved_models
+    root = tmp_path / "saved_models"
+    code, _, err = _train(capsys, tmp_path, "--data", "shapes:4", "--out", root, "--name", "good")
+    assert code == 0, err
+    victim = root / "victim"
+    proc = subprocess.Popen([sys.executable, "-m", "kcv", "train", "--arch", "lenet5", "--data", "shapes:64",
+                             "--epochs", "1", "--img-size", "32", "--batch-size", "4", "--out", str(root),
+                             "--name", "victim", "--quiet"],
+                            env={**os.environ, "PYTHONPATH": _repo_root()},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while not (victim / "config.json").is_file():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no config.json within 180 s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert not (victim / "last.keras").exists(), "killed too late: the first epoch was already saved"
+    assert any(p.name.startswith(".writer.tmp-") for p in victim.iterdir())  # the dead writer's mark
+    assert runs.latest_run(root) == root / "good" and runs.abandoned(victim)
+    img = save_png(tmp_path / "a.png", tiny_rgb(32, 32))
+    code, out, err = kcv(["predict", img], capsys)  # the newest run: "good", not the killed one
+    assert_promise(code, err, ok=(0,))
+    assert err.startswith("saved_models/good/") and len(out.splitlines()) == 1, err
+    code, _, err = kcv(["train", "--resume", victim], capsys)
+    assert code == 2 and "nothing was trained" in assert_promise(code, err, ["--resume", victim])
+    code, _, err = _train(capsys, tmp_path, "--data", "shapes:4", "--out", root, "--name", "victim")
+    assert code == 0, err
+    assert sorted(p.name for p in root.iterdir()) == ["good", "victim"]  # the name taken over, no victim-2
+    assert (victim / "last.keras").is_file() and not any(p.name.startswith(".") for p in victim.iterdir())
+
+
+def _repo_root():
+    from pathlib import Path
+
+    return str(Path(__file__).resolve().parents[2])
