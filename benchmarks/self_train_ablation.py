@@ -34,6 +34,7 @@ from kcv import metrics, runs  # noqa: E402
 from kcv.train import TrainConfig  # noqa: E402
 from kcv.train.self_training import SelfTrainConfig, self_train  # noqa: E402
 
+BEGIN, END = "<!-- self_train_ablation:begin -->", "<!-- self_train_ablation:end -->"
 # the teacher's training options carried over to the students (everything else: defaults)
 CARRIED = ("arch", "data", "img_size", "epochs", "batch_size", "lr", "seed", "model_args", "pretrained",
            "backbone_lr_mult")
@@ -92,6 +93,8 @@ def main(argv=None) -> None:
     ap.add_argument("--work", required=True, help="learn_study.py's work folder")
     ap.add_argument("--variants", default="1.0:0.5,1.0:0.2", help="share:min_keep,...")
     ap.add_argument("--only", default="", help="comma-separated regime-seed tags (default: all found)")
+    ap.add_argument("--table-only", action="store_true", help="print (and --write) WORK/ablation.json's tables")
+    ap.add_argument("--write", action="store_true", help="put the tables in RESULTS.md (own section)")
     args = ap.parse_args(argv)
     work = Path(args.work)
     de.register_bench_cnn()
@@ -99,7 +102,7 @@ def main(argv=None) -> None:
     results = json.loads(out.read_text()) if out.is_file() else []
     done = {(r["tag"], r["share"], r["min_keep"]) for r in results}
     variants = [tuple(float(x) for x in v.split(":")) for v in args.variants.split(",")]
-    for tag, run in cells(work):
+    for tag, run in ([] if args.table_only else cells(work)):
         if args.only and tag not in args.only.split(","):
             continue
         for share, keep in variants:
@@ -110,7 +113,19 @@ def main(argv=None) -> None:
             r = results[-1]
             print(f"{tag} share {share:g} min-keep {keep:g}: teacher {r['teacher']:.3f} -> {r['result']:.3f} "
                   f"(round {r['chosen_round']})", flush=True)
-    print(table(results))
+    results.sort(key=lambda r: (r["tag"].rsplit("-s", 1)[1], list(de_regimes()).index(r["tag"].rsplit("-s", 1)[0])
+                                if r["tag"].rsplit("-s", 1)[0] in de_regimes() else 99, -r["min_keep"]))
+    text = table(results)
+    print(text)
+    if args.write:
+        de.write_results(text, BEGIN, END, "Self-training ablation: students' budget and --min-keep (issue 18)")
+
+
+def de_regimes() -> list:
+    """The study's regime names, in its order (imported late: learn_study builds its data there)."""
+    import learn_study
+
+    return list(learn_study.REGIMES)
 
 
 if __name__ == "__main__":
