@@ -45,10 +45,34 @@ CITYSCAPES_LUT = np.full(256, IGNORE_LABEL, np.uint8)
 CITYSCAPES_LUT[list(CITYSCAPES_TRAIN_IDS)] = np.arange(len(CITYSCAPES_TRAIN_IDS))
 
 
+class Files:
+    """One split as two NumPy arrays, no Python object per file: ``paths`` (str) and
+    ``targets`` (int32 class indices, or str keys for ``read_mask``).
+
+    A split held as ``[(PosixPath, int)]`` tuples costs ~0.5 KB a file that lives as long as
+    the run; at ImageNet's 1.28 M files that is 0.6 GB before the first step. Here a file is
+    its path's characters and a label (benchmarks/RESULTS.md, input pipeline). Iterating
+    gives ``(path str, target)`` pairs, made on the fly.
+    """
+
+    def __init__(self, pairs, masks: bool):
+        pairs = list(pairs)
+        self.paths = np.array([str(p) for p, _ in pairs], dtype=str)
+        self.targets = (np.array([str(t) for _, t in pairs], dtype=str) if masks
+                        else np.array([int(t) for _, t in pairs], np.int32))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self):
+        return zip(self.paths.tolist(), self.targets.tolist())
+
+
 @dataclass
 class Listing:
-    """A data set as files: class names and per split ``[(image path, target)]``; a target is
-    a class index, or a key that ``read_mask`` turns into ``uint8 [h, w]`` class indices."""
+    """A data set as files: class names and per split its :class:`Files` (given as
+    ``[(image path, target)]``); a target is a class index, or a key that ``read_mask``
+    turns into ``uint8 [h, w]`` class indices."""
 
     task: str
     spec: str
@@ -56,14 +80,19 @@ class Listing:
     splits: dict = field(default_factory=dict)
     read_mask: Callable[[str], np.ndarray] | None = None
 
+    def __post_init__(self):
+        self.splits = {k: v if isinstance(v, Files) else Files(v, self.read_mask is not None)
+                       for k, v in self.splits.items()}
+
     def decoded_bytes(self, size: int | None) -> int:
         """Bytes of the decoded set (both splits; images + masks) at ``size`` (``None``: each
         image's own size, read from the file headers)."""
         per_pixel = 3 + (self.read_mask is not None)
-        items = [p for split in self.splits.values() for p, _ in split]
+        n = sum(len(split) for split in self.splits.values())
         if size is not None:
-            return len(items) * size * size * per_pixel
-        return sum(w * h * per_pixel for w, h in folders._parallel(_header_size, items))
+            return n * size * size * per_pixel
+        paths = (p for split in self.splits.values() for p in split.paths.tolist())
+        return sum(w * h * per_pixel for w, h in folders.each(_header_size, paths))
 
 
 def _header_size(path):
@@ -146,7 +175,7 @@ def _csv(path: Path, task: str, seed: int, val_split: float) -> Listing:
     for split, part in (("training", train), ("validation", val)):
         if not part:
             raise KcvError(f"{path}: no {split} images")
-    folders._parallel(lambda it: folders.check_image(it[0]), train + val)
+    folders.check_all(lambda it: folders.check_image(it[0]), train + val)
     return Listing("classification", str(path), names, {"train": train, "val": val})
 
 
@@ -180,7 +209,7 @@ def _voc(path: Path) -> Listing:
             pairs.append((image, mask))
         splits[split] = pairs
     k = len(VOC_CLASSES)
-    folders._parallel(lambda pair: folders._check_pair(pair, k), splits["train"] + splits["val"])
+    folders.check_all(lambda pair: folders._check_pair(pair, k), splits["train"] + splits["val"])
     return Listing("segmentation", str(path), list(VOC_CLASSES), splits,
                    read_mask=lambda key: folders.read_mask(Path(key)))
 
@@ -216,7 +245,7 @@ def _cityscapes(root: Path) -> Listing:
                 raise KcvError(f"{image}: image without labels (expected {mask})")
             pairs.append((image, mask))
         splits[split] = pairs
-    folders._parallel(_check_cityscapes_pair, splits["train"] + splits["val"])
+    folders.check_all(_check_cityscapes_pair, splits["train"] + splits["val"])
     return Listing("segmentation", str(root), list(CITYSCAPES_TRAIN_IDS.values()), splits,
                    read_mask=read_cityscapes_mask)
 
@@ -275,7 +304,7 @@ def _coco(root: Path) -> Listing:
         elif cats != categories:
             raise KcvError(f"{files[name]}: categories differ from {files[names['train']]}")
         splits[split] = _coco_split(root, name, files[name], doc, masks)
-    folders._parallel(lambda it: _check_coco_image(it, masks), splits["train"] + splits["val"])
+    folders.check_all(lambda it: _check_coco_image(it, masks), splits["train"] + splits["val"])
     return Listing("segmentation", str(root), ["background"] + [n for _, n in categories], splits,
                    read_mask=masks)
 

@@ -53,24 +53,26 @@ def resize_mask(mask, img_size: int):
 
 
 class FileStore:
-    """A split as files: ``items`` ``[(image path, label or mask key)]``; masks come from
-    ``read_mask(key) -> uint8 [h, w]`` (PIL: TF's PNG decoder turns palette indices into
-    colours). ``size``: square side to resize to, ``None`` to keep each image's own size."""
+    """A split as files: ``files`` (:class:`kcv.data.layouts.Files`: path and label or mask
+    key arrays); masks come from ``read_mask(key) -> uint8 [h, w]`` (PIL: TF's PNG decoder
+    turns palette indices into colours). ``size``: square side to resize to, ``None`` to
+    keep each image's own size. Per file it holds a path and a target in one string or
+    int32 tensor each, nothing else."""
 
-    def __init__(self, items, read_mask: Callable[[str], np.ndarray] | None, size: int | None):
-        self.n, self.size = len(items), size
-        self.items = items
-        self.paths = tf.constant([str(p) for p, _ in items])
+    def __init__(self, files, read_mask: Callable[[str], np.ndarray] | None, size: int | None):
+        self.n, self.size = len(files), size
+        self.files = files
+        self.paths = tf.constant(files.paths)
         self.read_mask = read_mask
         if read_mask is None:
-            self.labels = tf.constant(np.array([t for _, t in items], np.int32))
+            self.labels = tf.constant(files.targets)
         else:
-            self.keys = tf.constant([str(t) for _, t in items])
+            self.keys = tf.constant(files.targets)
 
     def fingerprint(self) -> str:
         """Changes when the files, their sizes or times, or the resize change."""
         h = hashlib.sha256(f"{self.size}".encode())
-        for path, target in self.items:
+        for path, target in self.files:
             st = os.stat(path)
             h.update(f"{path}|{target}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return h.hexdigest()[:16]
