@@ -47,6 +47,16 @@ def resize_image(img, img_size: int):
     return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 
 
+def resize_long_side(images, long_side: int):
+    """``images [B, H, W, 3]`` (float32 in [0, 255]) resized so the longer side is
+    ``long_side``, aspect kept (each side rounded, at least 1 px); bilinear with antialiasing
+    and rounded to whole values, as :func:`resize_image` makes them."""
+    hw = tf.cast(tf.shape(images)[1:3], tf.float32)
+    new = tf.maximum(tf.cast(tf.round(hw * (long_side / tf.reduce_max(hw))), tf.int32), 1)
+    out = tf.image.resize(images, new, method="bilinear", antialias=True)
+    return tf.clip_by_value(tf.round(out), 0, 255)
+
+
 def resize_mask(mask, img_size: int):
     # Nearest neighbour: any interpolation would invent class indices between two labels.
     return tf.image.resize(mask[..., None], [img_size, img_size], method="nearest")[..., 0]
