@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,26 +47,31 @@ CITYSCAPES_LUT[list(CITYSCAPES_TRAIN_IDS)] = np.arange(len(CITYSCAPES_TRAIN_IDS)
 
 
 class Files:
-    """One split as two NumPy arrays, no Python object per file: ``paths`` (str) and
-    ``targets`` (int32 class indices, or str keys for ``read_mask``).
+    """One split as two NumPy arrays, no Python object per file: ``paths`` and ``targets``
+    (int32 class indices, or keys for ``read_mask``), strings as the bytes ``os.fsencode``
+    makes of them.
 
     A split held as ``[(PosixPath, int)]`` tuples costs ~0.5 KB a file that lives as long as
-    the run; at ImageNet's 1.28 M files that is 0.6 GB before the first step. Here a file is
-    its path's characters and a label (benchmarks/RESULTS.md, input pipeline). Iterating
-    gives ``(path str, target)`` pairs, made on the fly.
+    the run (0.6 GB at ImageNet's 1.28 M files); here a file costs its path's bytes and a
+    label (``tests/data/test_stream.py`` holds it to that). Iterating gives ``(path str,
+    target)`` pairs, made on the fly.
     """
 
     def __init__(self, pairs, masks: bool):
         pairs = list(pairs)
-        self.paths = np.array([str(p) for p, _ in pairs], dtype=str)
-        self.targets = (np.array([str(t) for _, t in pairs], dtype=str) if masks
+        self.paths = np.array([os.fsencode(str(p)) for p, _ in pairs], dtype=bytes)
+        self.targets = (np.array([os.fsencode(str(t)) for _, t in pairs], dtype=bytes) if masks
                         else np.array([int(t) for _, t in pairs], np.int32))
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __iter__(self):
-        return zip(self.paths.tolist(), self.targets.tolist())
+        paths = (os.fsdecode(p) for p in self.paths.tolist())
+        targets = self.targets.tolist()
+        if self.targets.dtype.kind == "S":
+            targets = (os.fsdecode(t) for t in targets)
+        return zip(paths, targets)
 
 
 @dataclass
@@ -91,7 +97,7 @@ class Listing:
         n = sum(len(split) for split in self.splits.values())
         if size is not None:
             return n * size * size * per_pixel
-        paths = (p for split in self.splits.values() for p in split.paths.tolist())
+        paths = (p for split in self.splits.values() for p, _ in split)
         return sum(w * h * per_pixel for w, h in folders.each(_header_size, paths))
 
 

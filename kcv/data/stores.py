@@ -94,7 +94,7 @@ class FileStore:
         if self.read_mask is None:
             return tf.gather(self.labels, i)
         read = self.read_mask
-        mask = tf.numpy_function(lambda key: read(key.decode()), [tf.gather(self.keys, i)], tf.uint8,
+        mask = tf.numpy_function(lambda key: read(os.fsdecode(key)), [tf.gather(self.keys, i)], tf.uint8,
                                  stateful=False)
         mask.set_shape([None, None])
         return mask if self.size is None else resize_mask(mask, self.size)
