@@ -382,21 +382,22 @@ class Run:
         except Exception as e:  # a corrupt or foreign file: say which one
             raise KcvError(f"{file}: cannot load model ({type(e).__name__}: {e})") from None
 
-    def data_source(self, data: str | None = None, whole_images: bool = False):
+    def data_source(self, data: str | None = None, whole_images: bool = False, own_size: bool = False):
         """The :class:`~kcv.data.pipeline.DataSource` of the run's ``--data`` (or of ``data``),
         at the run's task, image size, seed and validation split; resolved once per ``data``.
         Data with another number of classes than the run's is refused. ``whole_images``: a
-        ``--crop`` run's images at their own size (scoring), not resized to ``img_size``."""
+        ``--crop`` run's images at their own size (scoring), not resized to ``img_size``;
+        ``own_size``: every run's (``kcv eval --long-side``)."""
         from kcv.data.crop import parse_crop
         from kcv.data.pipeline import load_data
 
         name = data or self.config.get("data", "shapes")
-        key = (name, whole_images)
+        key = (name, whole_images, own_size)
         if key not in self._sources:
             cfg = self.config
             crop = parse_crop(cfg.get("crop"), cfg.get("scale")) if whole_images else None
             source = load_data(name, self.task, self.img_size, seed=int(cfg.get("seed", 0)),
-                               val_split=float(cfg.get("val_split", 0.2)), crop=crop)
+                               val_split=float(cfg.get("val_split", 0.2)), crop=crop, own_size=own_size)
             if source.num_classes != self.num_classes:
                 raise KcvError(f"--data {name}: {source.num_classes} classes ({', '.join(source.class_names)}), "
                                f"but the run was trained on {self.num_classes} ({', '.join(self.class_names)})")

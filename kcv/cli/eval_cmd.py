@@ -17,7 +17,11 @@ import click
 @click.option("--crf", is_flag=True,
               help="Segmentation: refine the probabilities with a dense CRF before scoring; writes "
                    "eval_crf.json, confusion_crf.png and RUN/eval_crf/ (needs pydensecrf2).")
-def command(run, data, batch_size, root, crf):
+@click.option("--long-side", type=int, default=None, metavar="N",
+              help="Segmentation, a run trained with --crop: resize each image so its longer side is N "
+                   "(aspect kept) before the model; the logits are upsampled to the mask's own size and "
+                   "scored there [default: the images at their own size].")
+def command(run, data, batch_size, root, crf, long_side):
     """Evaluate RUN (default: the newest run); write RUN/eval.json and RUN/confusion.png.
 
     \b
@@ -29,10 +33,12 @@ def command(run, data, batch_size, root, crf):
       kcv eval
       kcv eval saved_models/lenet5 --data my_photos/
       kcv eval saved_models/fcn32s --crf
+      kcv eval saved_models/deeplabv3plus --long-side 512
     """
     from kcv.evaluation.evaluate import CONFUSION_FILE, EVAL_FILE, evaluate_run, output_name
 
-    report, run_dir = evaluate_run(run, data=data, batch_size=batch_size, root=root, crf=crf)
+    report, run_dir = evaluate_run(run, data=data, batch_size=batch_size, root=root, crf=crf,
+                                   long_side=long_side)
     click.echo(format_report(report))
     masks = f" and masks/overlays in {run_dir / output_name('eval', crf)}/" if "val_miou" in report else ""
     click.echo(f"wrote {run_dir / output_name(EVAL_FILE, crf)}, {run_dir / output_name(CONFUSION_FILE, crf)}{masks}")

@@ -12,6 +12,7 @@ failing an hour into ``fit``.
 from __future__ import annotations
 
 import re
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,9 +115,34 @@ def read_mask(path: Path, num_classes: int | None = None) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def _parallel(fn, items):
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(fn, items))
+def each(fn, items, threads: int = 8):
+    """``fn(item)`` for every item on ``threads`` threads, results in order, at most
+    ``4 * threads`` in flight. ``ThreadPoolExecutor.map`` submits every item at once: a
+    Future, its lock and its result per file, all alive until the last file is checked
+    (~2 KB a file; 32 MB of peak at 16,000 files, more at ImageNet's 1.28 M). The first
+    error, in item order, is raised as ``map`` raises it."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: deque = deque()
+        for item in items:
+            if len(pending) >= 4 * threads:
+                yield pending.popleft().result()
+            pending.append(pool.submit(fn, item))
+        while pending:
+            yield pending.popleft().result()
+
+
+def check_all(fn, items) -> None:
+    """Run the check ``fn`` on every item (in parallel, :func:`each`), keeping nothing."""
+    deque(each(fn, items), maxlen=0)
+
+
+def sum_all(fn, items, bins: int = 256) -> np.ndarray:
+    """The sum of ``fn(item)`` (a ``bins``-long count, e.g. a mask's pixels per value) over
+    every item, checked in parallel (:func:`each`) and summed as the results arrive."""
+    total = np.zeros(bins, np.int64)
+    for counts in each(fn, items):
+        total += counts
+    return total
 
 
 def load_classification(root, val_split: float = 0.2, seed: int = 0) -> ClassificationFolders:
@@ -148,7 +174,7 @@ def load_classification(root, val_split: float = 0.2, seed: int = 0) -> Classifi
             raise KcvError(f"{root}: --val-split {val_split:g} leaves the {'validation' if not val else 'training'} "
                            f"split empty (a class needs 2 images to appear in both); add images, "
                            f"or use {root}/train/<class>/ and {root}/val/<class>/")
-    _parallel(lambda item: check_image(item[0]), train + val)
+    check_all(lambda item: check_image(item[0]), train + val)
     return ClassificationFolders(names, train, val)
 
 
@@ -224,7 +250,8 @@ def load_segmentation(root) -> SegmentationFolders:
             pairs.append((img, mask))
         splits[split] = pairs
     k = len(names) if names else None
-    counts = {split: np.sum(_parallel(lambda pair: _check_pair(pair, k), pairs), axis=0)
+    # summed as the checks finish: a list of every mask's 256-bin histogram was 2 KB a file
+    counts = {split: sum(each(lambda pair: _check_pair(pair, k), pairs), np.zeros(256, np.int64))
               for split, pairs in splits.items()}
     require_labelled(counts, {split: root / split / "masks" for split in splits})
     if names is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +47,39 @@ CITYSCAPES_LUT = np.full(256, IGNORE_LABEL, np.uint8)
 CITYSCAPES_LUT[list(CITYSCAPES_TRAIN_IDS)] = np.arange(len(CITYSCAPES_TRAIN_IDS))
 
 
+class Files:
+    """One split as two NumPy arrays, no Python object per file: ``paths`` and ``targets``
+    (int32 class indices, or keys for ``read_mask``), strings as the bytes ``os.fsencode``
+    makes of them.
+
+    A split held as ``[(PosixPath, int)]`` tuples costs ~0.5 KB a file that lives as long as
+    the run (0.6 GB at ImageNet's 1.28 M files); here a file costs its path's bytes and a
+    label (``tests/data/test_stream.py`` holds it to that). Iterating gives ``(path str,
+    target)`` pairs, made on the fly.
+    """
+
+    def __init__(self, pairs, masks: bool):
+        pairs = list(pairs)
+        self.paths = np.array([os.fsencode(str(p)) for p, _ in pairs], dtype=bytes)
+        self.targets = (np.array([os.fsencode(str(t)) for _, t in pairs], dtype=bytes) if masks
+                        else np.array([int(t) for _, t in pairs], np.int32))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self):
+        paths = (os.fsdecode(p) for p in self.paths.tolist())
+        targets = self.targets.tolist()
+        if self.targets.dtype.kind == "S":
+            targets = (os.fsdecode(t) for t in targets)
+        return zip(paths, targets)
+
+
 @dataclass
 class Listing:
-    """A data set as files: class names and per split ``[(image path, target)]``; a target is
-    a class index, or a key that ``read_mask`` turns into ``uint8 [h, w]`` class indices."""
+    """A data set as files: class names and per split its :class:`Files` (given as
+    ``[(image path, target)]``); a target is a class index, or a key that ``read_mask``
+    turns into ``uint8 [h, w]`` class indices."""
 
     task: str
     spec: str
@@ -57,14 +87,19 @@ class Listing:
     splits: dict = field(default_factory=dict)
     read_mask: Callable[[str], np.ndarray] | None = None
 
+    def __post_init__(self):
+        self.splits = {k: v if isinstance(v, Files) else Files(v, self.read_mask is not None)
+                       for k, v in self.splits.items()}
+
     def decoded_bytes(self, size: int | None) -> int:
         """Bytes of the decoded set (both splits; images + masks) at ``size`` (``None``: each
         image's own size, read from the file headers)."""
         per_pixel = 3 + (self.read_mask is not None)
-        items = [p for split in self.splits.values() for p, _ in split]
+        n = sum(len(split) for split in self.splits.values())
         if size is not None:
-            return len(items) * size * size * per_pixel
-        return sum(w * h * per_pixel for w, h in folders._parallel(_header_size, items))
+            return n * size * size * per_pixel
+        paths = (p for split in self.splits.values() for p, _ in split)
+        return sum(w * h * per_pixel for w, h in folders.each(_header_size, paths))
 
 
 def _header_size(path):
@@ -158,7 +193,7 @@ def _csv(path: Path, task: str, seed: int, val_split: float) -> Listing:
     for split, part in (("training", train), ("validation", val)):
         if not part:
             raise KcvError(f"{path}: no {split} images")
-    folders._parallel(lambda it: folders.check_image(it[0]), train + val)
+    folders.check_all(lambda it: folders.check_image(it[0]), train + val)
     return Listing("classification", str(path), names, {"train": train, "val": val})
 
 
@@ -193,7 +228,7 @@ def _voc(path: Path) -> Listing:
             pairs.append((image, mask))
         splits[split] = pairs
     k = len(VOC_CLASSES)
-    counts = {split: np.sum(folders._parallel(lambda pair: folders._check_pair(pair, k), pairs), axis=0)
+    counts = {split: folders.sum_all(lambda pair: folders._check_pair(pair, k), pairs)
               for split, pairs in splits.items()}
     folders.require_labelled(counts, {s: root / "ImageSets" / "Segmentation" / f"{s}.txt" for s in splits})
     return Listing("segmentation", str(path), list(VOC_CLASSES), splits,
@@ -231,7 +266,7 @@ def _cityscapes(root: Path) -> Listing:
                 raise KcvError(f"{image}: image without labels (expected {mask})")
             pairs.append((image, mask))
         splits[split] = pairs
-    counts = {split: np.sum(folders._parallel(_check_cityscapes_pair, pairs), axis=0)
+    counts = {split: folders.sum_all(_check_cityscapes_pair, pairs)
               for split, pairs in splits.items()}
     # labelIds outside the 19 evaluated classes all become 255: a set of only those trains on nothing
     folders.require_labelled(counts, {split: root / "gtFine" / split for split in splits})
@@ -306,7 +341,7 @@ def _coco(root: Path) -> Listing:
         elif cats != categories:
             raise KcvError(f"{files[name]}: categories differ from {files[names['train']]}")
         splits[split] = _coco_split(root, name, files[name], doc, masks)
-    counts = {split: np.sum(folders._parallel(lambda it: _check_coco_image(it, masks), items), axis=0)
+    counts = {split: folders.sum_all(lambda it: _check_coco_image(it, masks), items)
               for split, items in splits.items()}
     folders.require_labelled(counts, {split: files[name] for split, name in names.items()})
     return Listing("segmentation", str(root), ["background"] + [n for _, n in categories], splits,

@@ -71,6 +71,7 @@ class DataSource:
     crop: Crop | None = None
     cache: str = "none"  # what holds the decoded images: none (stream), memory or disk
     estimate: Callable[[], int] | None = None  # bytes of the decoded set (both splits)
+    own_size: bool = False  # images (and masks) at their own size, not resized to img_size
 
     @property
     def decoded_bytes(self) -> int | None:
@@ -100,13 +101,13 @@ class DataSource:
                 drop_remainder: bool = False, one_hot: bool = False) -> tf.data.Dataset:
         """A batched, prefetched pipeline of ``split`` (``train`` or ``val``), no augmentation.
 
-        With ``crop`` every image keeps its own size, so batches hold one image. Casting runs
-        once per batch (vectorised), not once per image.
+        With ``crop`` or ``own_size`` every image keeps its own size, so batches hold one
+        image. Casting runs once per batch (vectorised), not once per image.
         """
         ds = self.raw(split)
         if shuffle:
             ds = ds.shuffle(min(self.size(split), 10_000), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(1 if self.crop else batch_size, drop_remainder=drop_remainder)
+        ds = ds.batch(1 if self.crop or self.own_size else batch_size, drop_remainder=drop_remainder)
         cast = _cast_one_hot(self.num_classes) if one_hot else _cast
         return ds.map(cast, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
@@ -254,26 +255,29 @@ def _shapes_source(task, img_size, n_train=None, crop=None):
                       crop=crop, cache="memory")
 
 
-def _file_source(data: str, task: str, img_size: int, seed: int, val_split: float, crop) -> DataSource:
+def _file_source(data: str, task: str, img_size: int, seed: int, val_split: float, crop,
+                 own_size: bool = False) -> DataSource:
     listing = layouts.load(data, task, seed=seed, val_split=val_split)
-    size = None if crop else img_size  # crops are cut from the photo at its own size
+    own_size = bool(crop or own_size)  # crops are cut from the photo at its own size
+    size = None if own_size else img_size
     splits = {split: stores.FileStore(listing.splits[split], listing.read_mask, size)
               for split in ("train", "val")}
     return DataSource(task, listing.spec, img_size, listing.class_names, splits["train"].n,
                       splits["val"].n, _StoreRaw(splits), crop=crop,
-                      estimate=lambda: listing.decoded_bytes(size))
+                      estimate=lambda: listing.decoded_bytes(size), own_size=own_size)
 
 
 def load_data(data: str, task: str, img_size: int, seed: int = 0, val_split: float = 0.2,
-              crop: Crop | None = None) -> DataSource:
+              crop: Crop | None = None, own_size: bool = False) -> DataSource:
     """Resolve ``--data``: ``shapes``, ``shapes:N`` (N training images), a layout named
     ``voc:PATH``, ``cityscapes:PATH``, ``coco:PATH``, ``csv:FILE``, or a path whose layout is
     recognised (:mod:`kcv.data.layouts`). Every file is checked before this returns; images
-    are decoded only when the pipeline reads them."""
+    are decoded only when the pipeline reads them. ``own_size`` (files only; implied by
+    ``crop``): images and masks at their own size, batched one by one, for scoring."""
     m = re.fullmatch(r"shapes(?::(\d+))?", str(data))
     if m:
         n = int(m.group(1)) if m.group(1) else None
         if n is not None and n < 2:
             raise KcvError(f"--data {data}: need at least 2 training images")
         return _shapes_source(task, img_size, n, crop)
-    return _file_source(str(data), task, img_size, seed, val_split, crop)
+    return _file_source(str(data), task, img_size, seed, val_split, crop, own_size)

@@ -47,30 +47,42 @@ def resize_image(img, img_size: int):
     return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 
 
+def resize_long_side(images, long_side: int):
+    """``images [B, H, W, 3]`` (float32 in [0, 255]) resized so the longer side is
+    ``long_side``, aspect kept (each side rounded, at least 1 px); bilinear with antialiasing
+    and rounded to whole values, as :func:`resize_image` makes them."""
+    hw = tf.cast(tf.shape(images)[1:3], tf.float32)
+    new = tf.maximum(tf.cast(tf.round(hw * (long_side / tf.reduce_max(hw))), tf.int32), 1)
+    out = tf.image.resize(images, new, method="bilinear", antialias=True)
+    return tf.clip_by_value(tf.round(out), 0, 255)
+
+
 def resize_mask(mask, img_size: int):
     # Nearest neighbour: any interpolation would invent class indices between two labels.
     return tf.image.resize(mask[..., None], [img_size, img_size], method="nearest")[..., 0]
 
 
 class FileStore:
-    """A split as files: ``items`` ``[(image path, label or mask key)]``; masks come from
-    ``read_mask(key) -> uint8 [h, w]`` (PIL: TF's PNG decoder turns palette indices into
-    colours). ``size``: square side to resize to, ``None`` to keep each image's own size."""
+    """A split as files: ``files`` (:class:`kcv.data.layouts.Files`: path and label or mask
+    key arrays); masks come from ``read_mask(key) -> uint8 [h, w]`` (PIL: TF's PNG decoder
+    turns palette indices into colours). ``size``: square side to resize to, ``None`` to
+    keep each image's own size. Per file it holds a path and a target in one string or
+    int32 tensor each, nothing else."""
 
-    def __init__(self, items, read_mask: Callable[[str], np.ndarray] | None, size: int | None):
-        self.n, self.size = len(items), size
-        self.items = items
-        self.paths = tf.constant([str(p) for p, _ in items])
+    def __init__(self, files, read_mask: Callable[[str], np.ndarray] | None, size: int | None):
+        self.n, self.size = len(files), size
+        self.files = files
+        self.paths = tf.constant(files.paths)
         self.read_mask = read_mask
         if read_mask is None:
-            self.labels = tf.constant(np.array([t for _, t in items], np.int32))
+            self.labels = tf.constant(files.targets)
         else:
-            self.keys = tf.constant([str(t) for _, t in items])
+            self.keys = tf.constant(files.targets)
 
     def fingerprint(self) -> str:
         """Changes when the files, their sizes or times, or the resize change."""
         h = hashlib.sha256(f"{self.size}".encode())
-        for path, target in self.items:
+        for path, target in self.files:
             st = os.stat(path)
             h.update(f"{path}|{target}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return h.hexdigest()[:16]
@@ -82,7 +94,7 @@ class FileStore:
         if self.read_mask is None:
             return tf.gather(self.labels, i)
         read = self.read_mask
-        mask = tf.numpy_function(lambda key: read(key.decode()), [tf.gather(self.keys, i)], tf.uint8,
+        mask = tf.numpy_function(lambda key: read(os.fsdecode(key)), [tf.gather(self.keys, i)], tf.uint8,
                                  stateful=False)
         mask.set_shape([None, None])
         return mask if self.size is None else resize_mask(mask, self.size)

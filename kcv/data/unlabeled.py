@@ -91,7 +91,7 @@ def load_unlabeled(spec: str, task: str, img_size: int, flag: str = "--unlabeled
     if not files:
         raise KcvError(f"{flag} {spec}: no .png/.jpg/.bmp images directly in the folder "
                        "(a flat folder of images is expected)")
-    folders._parallel(folders.check_image, files)
+    folders.check_all(folders.check_image, files)
     return UnlabeledImages(str(spec), img_size, [p.name for p in files], [str(p) for p in files])
 
 

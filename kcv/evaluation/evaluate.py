@@ -78,13 +78,16 @@ def evaluate_model(model, source, batch_size: int = 32, split: str = "val") -> t
 
 
 def evaluate_run(run=None, data: str | None = None, batch_size: int | None = None,
-                 root=runs.DEFAULT_ROOT, crf: bool = False) -> tuple[dict, Path]:
+                 root=runs.DEFAULT_ROOT, crf: bool = False, long_side: int | None = None) -> tuple[dict, Path]:
     """``kcv eval``: evaluate a run's best model on its validation split or on ``data``.
 
     Writes ``eval.json`` and ``confusion.png`` into the run directory (atomically);
     segmentation also writes a colour mask and an overlay PNG per image into ``RUN/eval/``.
     ``crf`` (segmentation): refine the probabilities with the dense CRF first, and write
-    ``eval_crf.json``, ``confusion_crf.png`` and ``RUN/eval_crf/`` instead.
+    ``eval_crf.json``, ``confusion_crf.png`` and ``RUN/eval_crf/`` instead. ``long_side``
+    (segmentation, a model that takes any size): each image resized so its longer side is
+    ``long_side`` before the model, scored at its own size
+    (:func:`kcv.evaluation.segmentation.segmentation_scores`).
 
     Returns:
         ``(report, run_dir)``.
@@ -98,25 +101,40 @@ def evaluate_run(run=None, data: str | None = None, batch_size: int | None = Non
     if crf and found.task != "segmentation":
         raise KcvError(f"--crf refines segmentation masks; {run_dir} is a {found.task} run")
     model = found.model()
+    _check_long_side(long_side, found, model)
     data = data or cfg.get("data", "shapes")
     # a model trained on --crop crops is scored on whole images at their own size
-    source = found.data_source(data, whole_images=True)
+    source = found.data_source(data, whole_images=True, own_size=long_side is not None)
     batch_size = int(batch_size or cfg.get("batch_size") or 32)
     if found.task == "segmentation":
         from kcv.postprocess.crf import crf_postprocess
         from kcv.evaluation.segmentation import segmentation_scores
 
         report, cm = segmentation_scores(model, source, batch_size, crf_postprocess() if crf else None,
-                                         save_dir=run_dir / ("eval_crf" if crf else "eval"))
+                                         save_dir=run_dir / ("eval_crf" if crf else "eval"), long_side=long_side)
     else:
         report, cm = evaluate_model(model, source, batch_size)
     report = {"run": str(run_dir), "data": str(data), "split": "val", "num_images": source.num_val,
-              **({"crf": True} if crf else {}), **report, "confusion_matrix": cm.tolist(),
+              **({"crf": True} if crf else {}), **({"long_side": long_side} if long_side else {}),
+              **report, "confusion_matrix": cm.tolist(),
               "class_names": source.class_names}
     runs.write_json(run_dir / output_name(EVAL_FILE, crf), report)
     plot_confusion(cm, source.class_names, run_dir / output_name(CONFUSION_FILE, crf),
                    title=f"{cfg.get('arch', '')} on {data} (val{', CRF' if crf else ''})")
     return report, run_dir
+
+
+def _check_long_side(long_side, found, model) -> None:
+    if long_side is None:
+        return
+    if long_side < 1:
+        raise KcvError(f"--long-side {long_side}: must be at least 1")
+    if found.task != "segmentation":
+        raise KcvError(f"--long-side: segmentation only; {found.path} is a {found.task} run")
+    side = tuple(model.inputs[0].shape[1:3])
+    if side != (None, None):
+        raise KcvError(f"--long-side: {found.path}'s model takes {side[0]}x{side[1]} images only; "
+                       "a run trained with --crop takes any size")
 
 
 def output_name(name: str, crf: bool) -> str:

@@ -24,11 +24,18 @@ PostProcess = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def segmentation_scores(model, source, batch_size: int = 16, postprocess: PostProcess | None = None,
-                        save_dir: Path | None = None, split: str = "val") -> tuple[dict, np.ndarray]:
+                        save_dir: Path | None = None, split: str = "val",
+                        long_side: int | None = None) -> tuple[dict, np.ndarray]:
     """``(report, confusion_matrix)`` of ``model`` (logits) on ``split`` of a data source.
 
     Args:
         postprocess: refines each image's probabilities before the argmax (``None``: none).
+        long_side: the model sees each image resized so its longer side is ``long_side``
+            (aspect kept, :func:`kcv.data.stores.resize_long_side`); its logits are then
+            upsampled bilinearly to the mask's own size and scored there, against the
+            mask as drawn (FCN, Long et al. 2015, and DeepLab, Chen et al. 2018, upsample the
+            logits to the label's resolution; resizing the mask instead would score a
+            nearest-neighbour copy of it). ``None``: the images as ``source`` gives them.
         save_dir: if given, ``{split}{i:04d}_mask.png`` (palette PNG, pixel = class index) and
             ``{split}{i:04d}_overlay.png`` for every image go there.
 
@@ -37,6 +44,7 @@ def segmentation_scores(model, source, batch_size: int = 16, postprocess: PostPr
     """
     import tensorflow as tf
 
+    from kcv.data.stores import resize_long_side
     from kcv.viz.overlay import save_mask_and_overlay
 
     net = main_head_model(model)
@@ -47,7 +55,12 @@ def segmentation_scores(model, source, batch_size: int = 16, postprocess: PostPr
     cm = np.zeros((k, k), np.int64)
     nll, count, index = 0.0, 0, 0
     for images, masks in source.dataset(split, batch_size):
-        logp = log_softmax(np.asarray(step(images)))
+        if long_side is None:
+            logits = step(images)
+        else:
+            logits = step(resize_long_side(images, long_side))
+            logits = tf.image.resize(logits, tf.shape(masks)[1:3], method="bilinear")
+        logp = log_softmax(np.asarray(logits))
         images = np.clip(np.round(np.asarray(images)), 0, 255).astype(np.uint8)
         if postprocess is not None:
             probs = np.stack([postprocess(img, p) for img, p in zip(images, np.exp(logp).astype(np.float32))])

@@ -154,3 +154,37 @@ def test_a_crop_run_exports_at_its_crop_size(tmp_path, capsys):
     assert code == 0, err
     report = json.loads((run / "exports" / "report.json").read_text())
     assert report["formats"]["tflite"]["status"] == "ok", report["formats"]["tflite"]
+
+
+def test_eval_long_side_scores_at_the_masks_own_size(tmp_path, capsys, unet_run):
+    import tensorflow as tf
+
+    from kcv.data.stores import resize_long_side
+
+    # the resize: longer side N, aspect kept (60x80 -> 48x64; 80x60 at 50 -> 50x38)
+    assert resize_long_side(tf.zeros([1, 60, 80, 3]), 64).shape == (1, 48, 64, 3)
+    assert resize_long_side(tf.zeros([1, 80, 60, 3]), 50).shape == (1, 50, 38, 3)
+    write_voc(tmp_path / "voc", w=80, h=60)
+    run = _train([*TINY_UNET, "--data", f"voc:{tmp_path / 'voc'}", "--crop", "32"], tmp_path, capsys, "u")
+
+    def scored(*extra):
+        code, out, err = run_cli(["eval", str(run), *extra], capsys)
+        assert code == 0, err
+        return json.loads((run / "eval.json").read_text())
+
+    whole = scored()
+    # the images' own long side: the resize is the identity, so are the scores
+    same = scored("--long-side", "80")
+    assert same["long_side"] == 80 and same["confusion_matrix"] == whole["confusion_matrix"]
+    # half size: the model sees 48x64 images, every labelled pixel of the 80x60 masks is scored
+    half = scored("--long-side", "64")
+    assert np.sum(half["confusion_matrix"]) == np.sum(whole["confusion_matrix"]) > 0
+    for mask in sorted((run / "eval").glob("*_mask.png")):
+        assert Image.open(mask).size == (80, 60)
+    # refusals: one line each, exit 2
+    for argv, says in ((["--long-side", "0"], "--long-side 0: must be at least 1"),
+                       (["--long-side", "64"], "takes 32x32 images only")):
+        target = run if argv[1] == "0" else unet_run
+        code, out, err = run_cli(["eval", str(target), *argv], capsys)
+        assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert says in err, err
