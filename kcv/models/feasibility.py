@@ -166,14 +166,8 @@ def check_feasible(arch: str, num_classes: int, img_size: int, batch_size: int, 
         limit: memory in bytes (default :func:`memory_limit`).
     """
     limit = memory_limit() if limit is None else limit
-    try:
-        plan = plan_model(arch, num_classes, img_size, model_args)
-    except KcvError as e:
-        raise KcvError(f"{e}{_suggestion(arch, num_classes, img_size, batch_size, model_args, limit)}") from e
-    setting = f"--img-size {img_size}{_args_text(model_args)}"
-    if plan.too_small is not None:
-        raise KcvError(f"{setting}: {arch}'s layer {plan.too_small} would make a level smaller than 1 px"
-                       f"{_suggestion(arch, num_classes, img_size, batch_size, model_args, limit)}")
+    plan, setting = _planned(arch, num_classes, img_size, model_args,
+                             lambda: _suggestion(arch, num_classes, img_size, batch_size, model_args, limit))
     need = training_bytes(plan, batch_size)
     if need > limit:
         what = (f"{setting}: training {arch} at batch {batch_size} needs about {_gb(need)} "
@@ -197,6 +191,17 @@ def check_buildable(arch: str, num_classes: int, img_size: int, model_args: dict
     limit = memory_limit() if limit is None else limit
     need = lambda plan, _batch: building_bytes(plan, gradient)  # noqa: E731
     hint = lambda: _suggestion(arch, num_classes, img_size, 1, model_args, limit, need)  # noqa: E731
+    plan, setting = _planned(arch, num_classes, img_size, model_args, hint)
+    if need(plan, 1) > limit:
+        what = "its weights and one image's activations and gradients" if gradient else "its weights"
+        raise KcvError(f"{setting}: {arch} needs about {_gb(need(plan, 1))} for {what} ({plan.params:,} "
+                       f"parameters), more than the {_gb(limit)} of memory here{hint()}")
+    return plan
+
+
+def _planned(arch: str, num_classes: int, img_size: int, model_args: dict, hint) -> tuple[Plan, str]:
+    """``(plan, "--img-size N --model-arg ...")``; refuses what the builder rejects and a level
+    under 1 px, each message ending with ``hint()`` (what would fit)."""
     try:
         plan = plan_model(arch, num_classes, img_size, model_args)
     except KcvError as e:
@@ -204,11 +209,7 @@ def check_buildable(arch: str, num_classes: int, img_size: int, model_args: dict
     setting = f"--img-size {img_size}{_args_text(model_args)}"
     if plan.too_small is not None:
         raise KcvError(f"{setting}: {arch}'s layer {plan.too_small} would make a level smaller than 1 px{hint()}")
-    if need(plan, 1) > limit:
-        what = "its weights and one image's activations and gradients" if gradient else "its weights"
-        raise KcvError(f"{setting}: {arch} needs about {_gb(need(plan, 1))} for {what} ({plan.params:,} "
-                       f"parameters), more than the {_gb(limit)} of memory here{hint()}")
-    return plan
+    return plan, setting
 
 
 def _suggestion(arch, num_classes, img_size, batch_size, model_args, limit, need=training_bytes) -> str:
