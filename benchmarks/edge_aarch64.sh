@@ -126,7 +126,7 @@ done
 (cd "$REPO" && PYTHONPATH="$REPO" "$PYTHON" benchmarks/edge_aarch64.py compare "$DATA" "$DATA/x86" "${ARMS[@]}") \
     | tee "$WORK/results.md"
 versions='import importlib.metadata as m, platform, sys
-print(platform.machine(), "Python", platform.python_version(), *(f"{p} {m.version(p)}" for p in ("ai-edge-litert", "onnxruntime", "numpy")), sep=", ")'
+print(platform.machine(), f"Python {platform.python_version()}", *(f"{p} {m.version(p)}" for p in ("ai-edge-litert", "onnxruntime", "numpy")), sep=", ")'
 {
     echo
     echo "x86: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $("$PYTHON" -c "$versions")"
