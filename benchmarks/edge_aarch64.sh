@@ -34,7 +34,7 @@ PYTHON=${PYTHON:-python}
 # The CPUs qemu emulates (QEMU_CPU), one arm64 pass each: XNNPACK picks its kernels by the
 # features the CPU reports. cortex-a76 = Raspberry Pi 5 (NEON, dot product, fp16),
 # cortex-a72 = Raspberry Pi 4 (NEON only). qemu's default, max (SVE2, SME2, i8mm: recent
-# phone cores), is opt-in: its SVE/SME kernels are so slow to emulate that the fp32
+# phone cores), is opt-in: what LiteRT runs on it is so slow to emulate that the fp32
 # ResNet-18 had not done 100 images at 32 px in 11 min (cortex-a76: all 8 files in 9.5 min).
 QEMU_CPUS=${QEMU_CPUS:-cortex-a76 cortex-a72}
 DATA=$WORK/data
