@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Proof on aarch64: the same kcv .tflite files, run by `kcv predict` on x86 and on an
+# Proof on aarch64: the same kcv .tflite and .onnx files, run by `kcv predict` on x86 and on an
 # emulated arm64 Debian with the TensorFlow-free runtime from pip, compared.
 #
-#   sudo benchmarks/edge_aarch64.sh            # from the repository root, on a Debian/Ubuntu x86 host
+#   sudo PYTHON=$(command -v python) benchmarks/edge_aarch64.sh   # the repository root, kcv's venv active
 #
 # Steps (each skipped when its output exists, so a rerun resumes):
 #   1. host tools: debootstrap, qemu-user-static, binfmt-support (apt); binfmt_misc
 #      mounted and qemu-aarch64 registered with the F flag (the interpreter is opened
 #      at registration, so it works inside the chroot);
 #   2. an arm64 Debian userland under $WORK/rootfs (debootstrap --arch=arm64, minbase);
-#   3. inside it, a venv with the TensorFlow-free runtime from pip (numpy, Pillow,
-#      click, ai-edge-litert, onnxruntime: aarch64 wheels) and kcv installed --no-deps;
+#   3. inside it, a venv with the TensorFlow-free runtime (numpy, Pillow, click,
+#      ai-edge-litert, onnxruntime: aarch64 wheels of the versions x86 runs, downloaded by
+#      the host's pip) and kcv installed --no-deps;
 #   4. on x86 (the kcv venv, with TensorFlow): a classification and a segmentation run,
-#      their fp32 and int8 files, validation images (benchmarks/edge_aarch64.py prepare);
-#   5. `kcv predict` on both machines (... predict), then the table (... compare) into
-#      $WORK/results.md. Latency under emulation measures qemu, so none is reported.
+#      their fp32 and int8 TFLite and ONNX files, validation images (... prepare);
+#   5. `kcv predict` on both machines, one thread each (... predict; the emulated half at
+#      nice 10), then the table (... compare) into $WORK/results.md. Latency under
+#      emulation measures qemu, so none is reported.
 #
 # Environment: WORK (default /tmp/kcv-aarch64), SUITE (bookworm), MIRROR
-# (http://deb.debian.org/debian), PYTHON (the x86 python with kcv; default: python).
+# (http://deb.debian.org/debian), PYTHON (the x86 python with kcv; default: python),
+# QEMU_CPUS (default "cortex-a76 cortex-a72"; a CPU whose pass finished is not rerun).
 # Needs root (debootstrap, chroot, binfmt_misc) and network access to the mirror and PyPI.
 # Not run in CI.
 set -euo pipefail
@@ -28,6 +31,12 @@ ROOTFS=$WORK/rootfs
 SUITE=${SUITE:-bookworm}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 PYTHON=${PYTHON:-python}
+# The CPUs qemu emulates (QEMU_CPU), one arm64 pass each: XNNPACK picks its kernels by the
+# features the CPU reports. cortex-a76 = Raspberry Pi 5 (NEON, dot product, fp16),
+# cortex-a72 = Raspberry Pi 4 (NEON only). qemu's default, max (SVE2, SME2, i8mm: recent
+# phone cores), is opt-in: what LiteRT runs on it is so slow to emulate that the fp32
+# ResNet-18 had not done 100 images at 32 px in 11 min (cortex-a76: all 8 files in 9.5 min).
+QEMU_CPUS=${QEMU_CPUS:-cortex-a76 cortex-a72}
 DATA=$WORK/data
 say() { echo "== $*" >&2; }
 
@@ -64,36 +73,63 @@ for fs in proc dev sys; do mountpoint -q "$ROOTFS/$fs" || mount --bind "/$fs" "$
 trap 'for fs in proc dev sys opt/data; do umount "$ROOTFS/$fs" 2>/dev/null || true; done' EXIT
 [ "$(chroot "$ROOTFS" uname -m)" = aarch64 ] || { echo "error: the chroot does not run as aarch64" >&2; exit 2; }
 
-say "3. the TensorFlow-free runtime from pip, inside arm64"
+say "3. the TensorFlow-free runtime, inside arm64"
 if [ ! -x "$ROOTFS/opt/kcv/bin/python" ]; then
     chroot "$ROOTFS" python3 -m venv /opt/kcv
 fi
-# pip in the chroot trusts what the host trusts (e.g. a proxy's CA) and uses the host's index.
-cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/ca-certificates.crt"
-PIPENV=(env PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DEFAULT_TIMEOUT=180)
-for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL HTTPS_PROXY HTTP_PROXY https_proxy http_proxy; do
-    [ -n "${!var:-}" ] && PIPENV+=("$var=${!var}")
-done
-chroot "$ROOTFS" "${PIPENV[@]}" /opt/kcv/bin/pip install -q "numpy>=1.26" "pillow>=10" "click>=8.1" \
-    ai-edge-litert onnxruntime
+# The versions the x86 side runs, so a difference is the architecture's, not a release's
+# (left to pip, an aarch64 download can resolve to another release: ai-edge-litert 1.4.0
+# against 2.3.0 on x86, when the platform tags missed 2.3.0's manylinux_2_27).
+PINS=$("$PYTHON" -c 'import importlib.metadata as m
+def pin(p):
+    try:
+        return f"{p}=={m.version(p)}"
+    except m.PackageNotFoundError:
+        return p
+print(" ".join(pin(p) for p in ("numpy", "pillow", "click", "ai-edge-litert", "onnxruntime")), "setuptools>=68")')
+PYV=$(chroot "$ROOTFS" python3 -c 'import sys; print("%d%d" % sys.version_info[:2])')
+# aarch64 wheels are fetched by the host's pip (its index, proxy and certificates: the chroot
+# may not trust this network's); pip under qemu then installs offline. Platform tags up to
+# glibc 2.28 (Debian 12 has 2.36; ai-edge-litert 2.x is tagged manylinux_2_27).
+mkdir -p "$ROOTFS/opt/kcv-wheels"
+# shellcheck disable=SC2086
+"$PYTHON" -m pip download -q --only-binary=:all: --python-version "$PYV" --implementation cp --abi "cp$PYV" \
+    --platform manylinux_2_28_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux2014_aarch64 \
+    -d "$ROOTFS/opt/kcv-wheels" $PINS
+# A clean environment: the host's PIP_* settings (find-links, constraints) mean nothing inside.
+CHROOT_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8)
+PIP=("${CHROOT_ENV[@]}" /opt/kcv/bin/pip install -q --no-index --find-links /opt/kcv-wheels)
+# shellcheck disable=SC2086
+chroot "$ROOTFS" "${PIP[@]}" $PINS
 rm -rf "$ROOTFS/opt/kcv-src" && mkdir -p "$ROOTFS/opt/kcv-src"
 cp -r "$REPO/kcv" "$REPO/kcv_entry" "$REPO/benchmarks" "$REPO/pyproject.toml" "$REPO/README.md" "$ROOTFS/opt/kcv-src/"
-chroot "$ROOTFS" "${PIPENV[@]}" /opt/kcv/bin/pip install -q --no-deps /opt/kcv-src
-chroot "$ROOTFS" /opt/kcv/bin/python -c "import sys, kcv; assert 'tensorflow' not in sys.modules; print('kcv', kcv.__version__, 'on', __import__('platform').machine())"
+chroot "$ROOTFS" "${PIP[@]}" --no-deps /opt/kcv-src
+chroot "$ROOTFS" "${CHROOT_ENV[@]}" /opt/kcv/bin/python -c "import sys, kcv; assert 'tensorflow' not in sys.modules; print('kcv', kcv.__version__, 'on', __import__('platform').machine())"
 
 say "4. x86: runs, exports, validation images"
 (cd "$REPO" && PYTHONPATH="$REPO" "$PYTHON" benchmarks/edge_aarch64.py prepare "$DATA")
 
-say "5. kcv predict on x86 and on arm64"
+say "5. kcv predict on x86 and on arm64 (one thread each; the emulated half at nice 10)"
 (cd "$REPO" && PYTHONPATH="$REPO" "$PYTHON" benchmarks/edge_aarch64.py predict "$DATA" "$DATA/x86")
 mkdir -p "$ROOTFS/opt/data"
 mountpoint -q "$ROOTFS/opt/data" || mount --bind "$DATA" "$ROOTFS/opt/data"
-chroot "$ROOTFS" /opt/kcv/bin/python /opt/kcv-src/benchmarks/edge_aarch64.py predict /opt/data /opt/data/arm64
-(cd "$REPO" && PYTHONPATH="$REPO" "$PYTHON" benchmarks/edge_aarch64.py compare "$DATA" "$DATA/x86" "$DATA/arm64") \
+ARMS=()
+for cpu in $QEMU_CPUS; do
+    say "   emulated CPU: $cpu"
+    if [ ! -e "$DATA/arm64-$cpu/.done" ]; then
+        nice -n 10 chroot "$ROOTFS" "${CHROOT_ENV[@]}" QEMU_CPU="$cpu" /opt/kcv/bin/python \
+            /opt/kcv-src/benchmarks/edge_aarch64.py predict /opt/data "/opt/data/arm64-$cpu"
+        touch "$DATA/arm64-$cpu/.done"
+    fi
+    ARMS+=("$DATA/arm64-$cpu")
+done
+(cd "$REPO" && PYTHONPATH="$REPO" "$PYTHON" benchmarks/edge_aarch64.py compare "$DATA" "$DATA/x86" "${ARMS[@]}") \
     | tee "$WORK/results.md"
+versions='import importlib.metadata as m, platform, sys
+print(platform.machine(), f"Python {platform.python_version()}", *(f"{p} {m.version(p)}" for p in ("ai-edge-litert", "onnxruntime", "numpy")), sep=", ")'
 {
     echo
-    echo "x86: $(uname -m), $("$PYTHON" -c 'import ai_edge_litert, importlib.metadata as m; print("ai-edge-litert", m.version("ai-edge-litert"))')"
-    echo "arm64: qemu-aarch64 $(qemu-aarch64-static --version | head -1 | awk '{print $3}'), Debian $SUITE," \
-         "$(chroot "$ROOTFS" /opt/kcv/bin/python -c 'import importlib.metadata as m; print("ai-edge-litert", m.version("ai-edge-litert"), "onnxruntime", m.version("onnxruntime"))')"
+    echo "x86: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $("$PYTHON" -c "$versions")"
+    echo "arm64: $(qemu-aarch64-static --version | head -1) on that host, Debian $SUITE ($(cat "$ROOTFS/etc/debian_version"))," \
+         "$(chroot "$ROOTFS" "${CHROOT_ENV[@]}" /opt/kcv/bin/python -c "$versions")"
 } | tee -a "$WORK/results.md"
