@@ -113,19 +113,20 @@ def main(argv=None) -> None:
             r = results[-1]
             print(f"{tag} share {share:g} min-keep {keep:g}: teacher {r['teacher']:.3f} -> {r['result']:.3f} "
                   f"(round {r['chosen_round']})", flush=True)
-    results.sort(key=lambda r: (r["tag"].rsplit("-s", 1)[1], list(de_regimes()).index(r["tag"].rsplit("-s", 1)[0])
-                                if r["tag"].rsplit("-s", 1)[0] in de_regimes() else 99, -r["min_keep"]))
+    results.sort(key=order)
     text = table(results)
     print(text)
     if args.write:
         de.write_results(text, BEGIN, END, "Self-training ablation: students' budget and --min-keep (issue 18)")
 
 
-def de_regimes() -> list:
-    """The study's regime names, in its order (imported late: learn_study builds its data there)."""
-    import learn_study
+def order(result: dict) -> tuple:
+    """Seed, then the study's regime order, then ``--min-keep`` high to low."""
+    import learn_study  # only the tables need the study's regime order
 
-    return list(learn_study.REGIMES)
+    regime, seed = result["tag"].rsplit("-s", 1)
+    names = list(learn_study.REGIMES)
+    return int(seed), names.index(regime) if regime in names else len(names), -result["min_keep"]
 
 
 if __name__ == "__main__":
