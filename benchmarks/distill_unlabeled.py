@@ -44,7 +44,7 @@ import data_efficient as de  # noqa: E402
 import learn_study as study  # noqa: E402  (regimes, score, ms/mean)
 from self_train_ablation import CARRIED  # noqa: E402
 
-from kcv import runs  # noqa: E402
+from kcv import options, runs  # noqa: E402
 from kcv.train import TrainConfig, train  # noqa: E402
 
 BEGIN, END = "<!-- distill_unlabeled:begin -->", "<!-- distill_unlabeled:end -->"
@@ -105,7 +105,8 @@ def cell(work: Path, regime: str, seed: int, variants: list, done: dict) -> dict
 def labels_only(work: Path) -> dict:
     """``{(regime, seed): mean gain over the pairs}`` of the study's own labels-only distillation at
     kcv's defaults, from ``WORK/results.json`` (empty if absent)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults = {"temperature": {f.name: f.default for f in dataclasses.fields(TrainConfig)}["temperature"],
+                "alpha": options.DEFAULT_ALPHA}  # --alpha's default on the labelled images alone
     path = work / "results.json"
     if not path.is_file():
         return {}
@@ -137,8 +138,9 @@ def tables(results: list, variants: list, study_gains: dict) -> str:
              "trained for as many optimiser steps as the distilled run with `--unlabeled` (its epochs × "
              "(labelled + unlabeled) / labelled).", "",
              "| regime | scratch | scratch, same steps | teachers `wide` / `long` | labels only, "
-             "T 4 α 0.9: gain | " + " | ".join(f"+ unlabeled T {t:g} α {a:g}: student | gain | gain vs same steps"
-                                                for t, a in variants) + " |",
+             f"T 4 α {options.DEFAULT_ALPHA:g}: gain | "
+             + " | ".join(f"+ unlabeled T {t:g} α {a:g}: student | gain | gain vs same steps" for t, a in variants)
+             + " |",
              "|---|---:|---:|---|---:|" + "---:|---:|---:|" * len(variants)]
     wins = {v: [0, 0] for v in variants}
     for name in names:

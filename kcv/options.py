@@ -29,6 +29,14 @@ OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEFAULT_NOISE = "auto"  # kcv.train.self_training.default_noise
+# --alpha's defaults, from benchmarks/learn_study.py and benchmarks/distill_unlabeled.py (five
+# regimes, two seeds, two teacher pairs; benchmarks/RESULTS.md). On the labelled images alone no
+# (T, alpha) helped beyond seed noise and 0.9 harmed least (worst regime -0.5 points, 0.5: -3.3;
+# a held-out set lost most at 0.1). With --unlabeled the distillation term is all the unlabeled
+# images get, and 0.5 gained most (0.9 weighs them at a tenth and was no better than scratch
+# trained for as many steps).
+DEFAULT_ALPHA = 0.9
+DEFAULT_ALPHA_UNLABELED = 0.5
 
 
 def _model_args(pairs) -> dict:
@@ -219,11 +227,12 @@ DISTILL = (  # kcv.train.distill
                 "student/T); only the student is saved and exported."),
     Option("temperature", float, 4.0, within="(0, inf)", needs=GRAD,
            help="Distillation temperature T (with --teacher)."),
-    # 0.9, not 0.5: across the five regimes of benchmarks/learn_study.py (2 seeds, two teacher
-    # pairs) no (T, alpha) helped beyond seed noise, and 0.9 harmed least (worst regime -0.5
-    # points; 0.5: -3.3); a held-out set lost most at 0.1. See benchmarks/RESULTS.md.
-    Option("alpha", float, 0.9, within="[0, 1]", needs=GRAD,
-           help="Weight A of the label loss; 1 - A goes to the distillation term (with --teacher)."),
+    # None = DEFAULT_ALPHA, or DEFAULT_ALPHA_UNLABELED with --unlabeled (filled in by
+    # TrainConfig.resolved and recorded in config.json); why: see DEFAULT_ALPHA.
+    Option("alpha", float, None, within="[0, 1]", needs=GRAD,
+           help="Weight A of the label loss; 1 - A goes to the distillation term (with --teacher). "
+                f"Default {DEFAULT_ALPHA} on the labelled images alone, {DEFAULT_ALPHA_UNLABELED} with "
+                "--unlabeled."),
     Option("unlabeled", metavar="DIR|shapes[:N]", needs=GRAD,
            help="With --teacher: also train on these unlabeled images (a flat folder), which get "
                 "the distillation term only."),

@@ -130,6 +130,15 @@ def _teacher_dir(cfg: TrainConfig):
         raise KcvError(f"--teacher {e}") from None
 
 
+def optimiser_steps(config: dict) -> int | None:
+    """Optimiser steps of a run: ``epochs`` x batches of ``num_train`` (which counts a distilled
+    run's ``--unlabeled`` images); ``None`` if ``config.json`` does not record them."""
+    try:
+        return int(config["epochs"]) * -(-int(config["num_train"]) // int(config["batch_size"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 # What makes two runs "the same budget": a baseline that differs in one of these is not the
 # student trained without a teacher, and the report says so instead of comparing silently.
 BUDGET_FIELDS = ("arch", "model_args", "data", "img_size", "epochs", "batch_size", "lr", "optimizer",
@@ -138,9 +147,13 @@ BUDGET_FIELDS = ("arch", "model_args", "data", "img_size", "epochs", "batch_size
 
 def budget_differences(baseline: dict, student: dict) -> list[str]:
     """The fields of :data:`BUDGET_FIELDS` where the baseline's config differs from the
-    student's, as ``"epochs 4 (baseline) vs 12"``; fields a config does not record are skipped."""
+    student's, as ``"epochs 4 (baseline) vs 12"``; fields a config does not record are skipped.
+    Other epochs are the same budget when they make the same optimiser steps (within 20 %):
+    the baseline that matches a student's ``--unlabeled`` steps is the like-for-like one."""
+    mine, theirs = optimiser_steps(student), optimiser_steps(baseline)
+    same_steps = bool(mine and theirs) and max(mine, theirs) <= 1.2 * min(mine, theirs)
     return [f"{k} {baseline[k]!r} (baseline) vs {student[k]!r}" for k in BUDGET_FIELDS
-            if k in baseline and k in student and baseline[k] != student[k]]
+            if k in baseline and k in student and baseline[k] != student[k] and not (k == "epochs" and same_steps)]
 
 
 def _baseline(cfg: TrainConfig, task: str) -> tuple[Path, float]:
@@ -162,10 +175,16 @@ def _baseline(cfg: TrainConfig, task: str) -> tuple[Path, float]:
 
 
 def distillation_report(student: float, teacher: float, key: str, baseline: float | None = None,
-                        baseline_run=None, differences: list[str] | None = None) -> dict:
+                        baseline_run=None, differences: list[str] | None = None, unlabeled: bool = False,
+                        steps: tuple[int | None, int | None] = (None, None), epochs: int | None = None) -> dict:
     """The ``distillation`` entry of ``metrics.json``: scores side by side, and warnings
     when distilling did not help or the baseline is not the same budget (``differences``,
-    from :func:`budget_differences`)."""
+    from :func:`budget_differences`). ``unlabeled``: the student had ``--unlabeled`` images;
+    without them a "did not help" warning says what helped in kcv's study. ``steps``: the
+    student's and the baseline's :func:`optimiser_steps`; when ``--unlabeled`` made the
+    student's many more, a warning says so and which ``--epochs`` (scaling the baseline's
+    ``epochs``) would match them — in kcv's study most of the gain of ``--unlabeled`` over a
+    baseline of the same epochs was the extra steps (benchmarks/RESULTS.md)."""
     out = {"metric": key, "student": student, "teacher": teacher, "warnings": []}
     if teacher <= student:
         out["warnings"].append(f"the teacher ({teacher:.4f}) is no better than its student "
@@ -173,11 +192,22 @@ def distillation_report(student: float, teacher: float, key: str, baseline: floa
     if baseline is not None:
         out.update(baseline=baseline, baseline_run=str(baseline_run), gain=student - baseline)
         if student < baseline:
+            hint = "" if unlabeled else (
+                "; on the labelled images alone it rarely does (benchmarks/RESULTS.md, issue 18's study): "
+                "--unlabeled DIR, images the teacher labels for the student, is what helped there")
             out["warnings"].append(f"the student ({student:.4f}) ends below training without --teacher "
-                                   f"({baseline:.4f}, {baseline_run}): distillation did not help here")
+                                   f"({baseline:.4f}, {baseline_run}): distillation did not help here" + hint)
         if differences:
             out["warnings"].append(f"--baseline {baseline_run} is not the same budget ("
                                    + "; ".join(differences) + "): the comparison is not like for like")
+        mine, theirs = steps
+        if mine and theirs:
+            out["steps"] = {"student": mine, "baseline": theirs}
+            if mine > 1.2 * theirs and epochs:
+                out["warnings"].append(
+                    f"the student took {mine / theirs:.1f}x the baseline's optimiser steps ({mine} vs {theirs}; "
+                    "--unlabeled lengthens its epochs): part of any gain is the extra steps; a baseline trained "
+                    f"with --epochs {max(1, round(epochs * mine / theirs))} is the like-for-like check")
     return out
 
 
@@ -245,10 +275,15 @@ class DistillPlugin(TrainPlugin):
         teacher = load_teacher(_teacher_dir(cfg), source.task, source.class_names, cfg.img_size)
         scored, _ = evaluate_model(teacher, source, cfg.batch_size)
         base_run, base = _baseline(cfg, source.task) if cfg.baseline else (None, None)
-        differences = (budget_differences(runs.load_config(base_run), runs.load_config(run_dir))
-                       if base_run is not None else None)
+        differences, steps, base_epochs = None, (None, None), None
+        if base_run is not None:
+            base_config, config = runs.load_config(base_run), runs.load_config(run_dir)
+            differences = budget_differences(base_config, config)
+            steps = (optimiser_steps(config), optimiser_steps(base_config))
+            base_epochs = base_config.get("epochs")
         return {"distillation": distillation_report(float(final[key]), float(scored[key]), key, base, base_run,
-                                                    differences)}
+                                                    differences, unlabeled=bool(cfg.unlabeled), steps=steps,
+                                                    epochs=base_epochs)}
 
     def record(self, cfg: TrainConfig) -> dict:
         out = {"teacher": str(cfg.teacher), "temperature": cfg.temperature, "alpha": cfg.alpha,

@@ -67,6 +67,8 @@ class _TrainConfigMethods:
                                        spec.task))
         if cfg.weight_decay is None:
             cfg.weight_decay = 1e-4 if cfg.optimizer == "adamw" else 0.0
+        if cfg.alpha is None:
+            cfg.alpha = options.DEFAULT_ALPHA_UNLABELED if cfg.unlabeled else options.DEFAULT_ALPHA
         _check(cfg, spec)
         return cfg
 

@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from kcv import losses, runs
+from kcv import losses, options, runs
 from kcv.data.pipeline import load_data
 from kcv.data.unlabeled import load_unlabeled, with_unlabeled
-from kcv.train import distill
+from kcv.train import TrainConfig, distill
 from tests.train.learn_fixtures import cli, exports_ok, learn_cnn, seg_teacher_run, teacher_run, tiny  # noqa: F401
 
 # one xdist worker for the learn tests: they share the teacher runs of learn_fixtures
@@ -100,7 +100,38 @@ def test_distillation_report_warns_when_it_did_not_help():
     assert len(bad["warnings"]) == 2
     assert "teacher (0.9530) is no better than its student (0.9570)" in bad["warnings"][0]
     assert "ends below training without --teacher (0.9710, base)" in bad["warnings"][1]
+    assert "--unlabeled DIR" in bad["warnings"][1]  # what helped in the study, when it was not used
+    with_unlabeled_ = distill.distillation_report(0.957, 0.953, "val_accuracy", 0.971, "base", unlabeled=True)
+    assert with_unlabeled_["warnings"][1].endswith("distillation did not help here")
     assert distill.distillation_report(0.5, 0.6, "val_miou")["warnings"] == []
+
+
+def test_report_names_the_extra_steps_of_unlabeled_images():
+    """--unlabeled 400 on 100 labelled images: 5x the baseline's steps in as many epochs; the
+    report says so and which --epochs matches them (the study's "same steps" control)."""
+    student = {"epochs": 10, "num_train": 500, "batch_size": 16}
+    baseline = {"epochs": 10, "num_train": 100, "batch_size": 16}
+    assert distill.optimiser_steps(student) == 320 and distill.optimiser_steps({"epochs": 3}) is None
+    steps = (distill.optimiser_steps(student), distill.optimiser_steps(baseline))
+    report = distill.distillation_report(0.23, 0.86, "val_miou", 0.22, "small", unlabeled=True, steps=steps,
+                                         epochs=10)
+    assert report["steps"] == {"student": 320, "baseline": 70}
+    assert report["warnings"] == ["the student took 4.6x the baseline's optimiser steps (320 vs 70; --unlabeled "
+                                  "lengthens its epochs): part of any gain is the extra steps; a baseline trained "
+                                  "with --epochs 46 is the like-for-like check"]
+    same = distill.distillation_report(0.23, 0.86, "val_miou", 0.22, "small", steps=(70, 70), epochs=10)
+    assert same["warnings"] == [] and same["steps"] == {"student": 70, "baseline": 70}
+
+
+@pytest.mark.parametrize("given, unlabeled, expected", [
+    (None, None, options.DEFAULT_ALPHA), (None, "shapes:4", options.DEFAULT_ALPHA_UNLABELED),
+    (0.3, None, 0.3), (0.3, "shapes:4", 0.3)])
+def test_alpha_default_depends_on_unlabeled(teacher_run, given, unlabeled, expected):
+    """--alpha left out: 0.9 on the labelled images alone, 0.5 with --unlabeled (the study's
+    choices, benchmarks/RESULTS.md); recorded as a number in config.json."""
+    cfg = TrainConfig(arch="lenet5", data="shapes:8", teacher=str(teacher_run), alpha=given,
+                      unlabeled=unlabeled).resolved()
+    assert cfg.alpha == expected and cfg.record()["alpha"] == expected
 
 
 def test_baseline_of_another_budget_is_named():
@@ -109,6 +140,11 @@ def test_baseline_of_another_budget_is_named():
     assert distill.budget_differences(base, same) == []
     longer = dict(base, epochs=12)
     assert distill.budget_differences(base, longer) == ["epochs 4 (baseline) vs 12"]
+    # other epochs but the same optimiser steps (46 x 7 vs 10 x 32 batches: a student with
+    # --unlabeled 400 and the baseline its warning suggests): the same budget
+    baseline46 = dict(base, epochs=46, num_train=100, batch_size=16)
+    assert distill.budget_differences(baseline46, dict(baseline46, epochs=10, num_train=500)) == []
+    assert distill.budget_differences(baseline46, dict(baseline46, epochs=10)) == ["epochs 46 (baseline) vs 10"]
     report = distill.distillation_report(0.9, 0.95, "val_accuracy", 0.88, "base",
                                          distill.budget_differences(base, longer))
     assert report["warnings"] == ["--baseline base is not the same budget (epochs 4 (baseline) vs 12): "
