@@ -203,7 +203,7 @@ def distillation_report(student: float, teacher: float, key: str, baseline: floa
         mine, theirs = steps
         if mine and theirs:
             out["steps"] = {"student": mine, "baseline": theirs}
-            if mine > 1.2 * theirs and epochs:
+            if unlabeled and epochs and mine > 1.2 * theirs:
                 out["warnings"].append(
                     f"the student took {mine / theirs:.1f}x the baseline's optimiser steps ({mine} vs {theirs}; "
                     "--unlabeled lengthens its epochs): part of any gain is the extra steps; a baseline trained "
