@@ -29,7 +29,6 @@ tables; ``--write`` puts them in RESULTS.md between ``<!-- distill_unlabeled:beg
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -175,12 +174,7 @@ def tables(results: list, variants: list, study_gains: dict) -> str:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", required=True, help="learn_study.py's work folder")
-    ap.add_argument("--variants", default="4:0.1,4:0.5,4:0.9,1:0.1,1:0.5", help="T:alpha,...")
-    ap.add_argument("--only", default="", help="comma-separated regime-seed tags (default: all found)")
-    ap.add_argument("--table-only", action="store_true", help="print (and --write) the tables of the JSON")
-    ap.add_argument("--write", action="store_true", help="put the tables in RESULTS.md (own section)")
+    ap = study.addon_parser(__doc__, "4:0.1,4:0.5,4:0.9,1:0.1,1:0.5", "T:alpha,...")
     args = ap.parse_args(argv)
     work = Path(args.work)
     variants = [tuple(float(x) for x in v.split(":")) for v in args.variants.split(",")]

@@ -199,6 +199,19 @@ def prepare(work: Path, regime: Regime, args) -> tuple[str, str]:
     return str(root), f"shapes:{args.unlabeled}"
 
 
+def addon_parser(doc: str, variants: str, variants_help: str) -> argparse.ArgumentParser:
+    """The command line of a script that re-runs part of this study from its work folder
+    (``self_train_ablation.py``, ``distill_unlabeled.py``)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--work", required=True, help="learn_study.py's work folder")
+    ap.add_argument("--variants", default=variants, help=variants_help)
+    ap.add_argument("--only", default="", help="comma-separated regime-seed tags (default: all found)")
+    ap.add_argument("--table-only", action="store_true", help="print (and --write) the tables of the work "
+                                                               "folder's JSON, training nothing")
+    ap.add_argument("--write", action="store_true", help="put the tables in RESULTS.md (own section)")
+    return ap
+
+
 def timed(fn, *a, **k):
     """``(result, {"wall": s, "cpu": s})``; CPU seconds of the process (all threads): on a
     shared machine they, not the wall time, say what an idle one would need."""

@@ -17,7 +17,6 @@ chosen round, pseudo-labels kept and their accuracy.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import data_efficient as de  # noqa: E402
+import learn_study as study  # noqa: E402  (the command line, the regimes' order)
 
 from kcv import metrics, runs  # noqa: E402
 from kcv.train import TrainConfig  # noqa: E402
@@ -89,12 +89,7 @@ def table(results: list) -> str:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", required=True, help="learn_study.py's work folder")
-    ap.add_argument("--variants", default="1.0:0.5,1.0:0.2", help="share:min_keep,...")
-    ap.add_argument("--only", default="", help="comma-separated regime-seed tags (default: all found)")
-    ap.add_argument("--table-only", action="store_true", help="print (and --write) WORK/ablation.json's tables")
-    ap.add_argument("--write", action="store_true", help="put the tables in RESULTS.md (own section)")
+    ap = study.addon_parser(__doc__, "1.0:0.5,1.0:0.2", "share:min_keep,...")
     args = ap.parse_args(argv)
     work = Path(args.work)
     de.register_bench_cnn()
@@ -122,10 +117,8 @@ def main(argv=None) -> None:
 
 def order(result: dict) -> tuple:
     """Seed, then the study's regime order, then ``--min-keep`` high to low."""
-    import learn_study  # only the tables need the study's regime order
-
     regime, seed = result["tag"].rsplit("-s", 1)
-    names = list(learn_study.REGIMES)
+    names = list(study.REGIMES)
     return int(seed), names.index(regime) if regime in names else len(names), -result["min_keep"]
 
 
