@@ -66,7 +66,59 @@ def steps(run_dir) -> int:
     return int(cfg["epochs"]) * -(-int(cfg["num_train"]) // int(cfg["batch_size"]))
 
 
-def cell(work: Path, regime: str, seed: int, variants: list, done: dict) -> dict:
+# The `strong` pair (``--strong``): the `wide` teacher's architecture and start trained on many
+# more labels than the student has (per class for classification, images for segmentation) —
+# the teacher that knows more than the student's labels, as a big pretrained model would, which
+# is what distillation is for; the study's own two teachers learnt from the student's labels.
+STRONG_LABELS = {"classification": 200, "segmentation": 240}
+STRONG_EPOCHS = 10
+# (T, alpha, with --unlabeled) of the strong pair: labels only at kcv's default, and the two
+# alphas that led with the study's own pairs
+STRONG_VARIANTS = ((4.0, options.DEFAULT_ALPHA, False), (4.0, 0.5, True), (4.0, 0.1, True))
+
+
+def strong_teacher(work: Path, regime_name: str, seed: int, wide: Path, num_val: int) -> Path:
+    """The `strong` teacher of one cell, trained once (``WORK/runs/<regime>-s<seed>-strong``) on
+    ``WORK/data/<regime>-teacher`` (the regime's validation images, its labelled ones among the
+    teacher's)."""
+    regime = study.REGIMES[regime_name]
+    run = work / "runs" / f"{regime_name}-s{seed}-strong"
+    if (run / "metrics.json").is_file():
+        return run
+    data = work / "data" / f"{regime_name}-teacher"
+    if not data.exists():
+        if regime.task == "segmentation":
+            study.write_segmentation(data, STRONG_LABELS["segmentation"], num_val, regime.size, 1)
+        else:
+            de.write_folder(data, STRONG_LABELS["classification"], regime.size, 1, n_val=num_val,
+                            transform=study.harden if regime.hard else None)
+    cfg = runs.load_config(wide)
+    return Path(train(TrainConfig(**{**{k: cfg[k] for k in CARRIED if cfg.get(k) is not None}, "data": str(data),
+                                     "epochs": STRONG_EPOCHS}, out=str(work / "runs"), name=run.name, verbose=0)))
+
+
+def strong_pair(work: Path, res: dict, student: dict, scratch: Path, wide: Path, unlabeled: str, out: str) -> dict:
+    """The `strong` pair's runs of one cell (``res["strong"]``), each variant trained once."""
+    tag = f"{res['regime']}-s{res['seed']}"
+    teacher = strong_teacher(work, res["regime"], res["seed"], wide, runs.load_config(scratch)["num_val"])
+    strong = res.get("strong") or {"teacher": study.score(teacher), "runs": []}
+    have = {(r["T"], r["alpha"], r["unlabeled"]) for r in strong["runs"]}
+    for t, a, unl in STRONG_VARIANTS:
+        if (t, a, unl) in have:
+            continue
+        run = train(TrainConfig(**student, out=out, name=f"{tag}-strong-T{t:g}-a{a:g}" + ("-unl" if unl else ""),
+                                teacher=str(teacher), temperature=t, alpha=a, unlabeled=unlabeled if unl else None,
+                                baseline=str(scratch), verbose=0))
+        report = runs.read_json(Path(run) / "metrics.json")["distillation"]
+        strong["runs"].append({"T": t, "alpha": a, "unlabeled": unl, "score": report["student"],
+                               "gain": report["gain"], "steps": steps(run), "warnings": report["warnings"]})
+        print(f"{tag} strong teacher ({strong['teacher']:.3f}) T {t:g} α {a:g}{' + unlabeled' if unl else ''}: "
+              f"{report['student']:.3f} (scratch {res['scratch']:.3f})", flush=True)
+    return strong
+
+
+def cell(work: Path, regime: str, seed: int, variants: list, done: dict,
+         with_strong: bool = False) -> dict:
     """Every variant of one (regime, seed); runs already in ``done`` (by name) are not re-trained."""
     tag = f"{regime}-s{seed}"
     scratch = work / "runs" / f"{tag}-scratch"
@@ -98,6 +150,8 @@ def cell(work: Path, regime: str, seed: int, variants: list, done: dict) -> dict
                                 verbose=0))
         res["same_steps"] = {"score": study.score(run), "epochs": epochs, "steps": steps(run)}
         print(f"{tag} scratch for {epochs} epochs (same steps): {res['same_steps']['score']:.3f}", flush=True)
+    if with_strong:
+        res["strong"] = strong_pair(work, res, student, scratch, teachers["wide"], st["unlabeled"], out)
     return res
 
 
@@ -130,7 +184,7 @@ def tables(results: list, variants: list, study_gains: dict) -> str:
         return [c for c in results if c["regime"] == name]
 
     def pair_mean(c, v, key="score"):
-        return study.mean([r[key] for r in c["runs"] if _variant(r) == v])
+        return study.mean([r[key] for r in c["runs"] if _variant(r) == v])  # the study's two pairs
 
     lines = [f"Seeds {seeds}; scores and gains are mean ± std over seeds, each seed's "
              "distilled score averaged over the two teachers (`wide`, `long`). *Same steps*: scratch "
@@ -173,8 +227,79 @@ def tables(results: list, variants: list, study_gains: dict) -> str:
     return "\n".join(lines)
 
 
+def strong_table(results: list) -> str:
+    """The `strong` pair's table (cells that have it)."""
+    names = [r for r in study.REGIMES if any(c["regime"] == r and "strong" in c for c in results)]
+    if not names:
+        return ""
+    head = ["labels only" if not unl else f"+ unlabeled α {a:g}" for _, a, unl in STRONG_VARIANTS]
+    lines = [f"**A strong teacher** (`--strong`): the `wide` architecture and start trained {STRONG_EPOCHS} epochs on "
+             f"{STRONG_LABELS['classification']} labelled images a class ({STRONG_LABELS['segmentation']} for "
+             "segmentation) — more than the student's labels, as a big pretrained model knows more — distilled "
+             f"into the same student at T 4: on the labelled images alone (α {options.DEFAULT_ALPHA:g}) and with "
+             "`--unlabeled` at α 0.5 and 0.1. Gains over scratch of the same epochs; with `--unlabeled` also over "
+             "scratch of the same steps.", "",
+             "| regime | scratch | scratch, same steps | strong teacher | " + " | ".join(
+                 f"{h}: student | gain" + (" | gain vs same steps" if unl else "")
+                 for h, (_, _, unl) in zip(head, STRONG_VARIANTS)) + " |",
+             "|---|---:|---:|---:|" + "".join("---:|---:|---:|" if unl else "---:|---:|"
+                                                for _, _, unl in STRONG_VARIANTS)]
+    wins = {v: [0, 0] for v in STRONG_VARIANTS}
+    for name in names:
+        cs = [c for c in results if c["regime"] == name and "strong" in c]
+        row = [name, study.ms(c["scratch"] for c in cs), study.ms(c["same_steps"]["score"] for c in cs),
+               study.ms(c["strong"]["teacher"] for c in cs)]
+        for v in STRONG_VARIANTS:
+            score = [next(r["score"] for r in c["strong"]["runs"] if (r["T"], r["alpha"], r["unlabeled"]) == v)
+                     for c in cs]
+            gain = [x - c["scratch"] for x, c in zip(score, cs)]
+            wins[v][0] += study.mean(gain) > 0
+            row += [study.ms(score), study.ms(gain, sign=True)]
+            if v[2]:
+                vs = [x - c["same_steps"]["score"] for x, c in zip(score, cs)]
+                wins[v][1] += study.mean(vs) > 0
+                row.append(study.ms(vs, sign=True))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "| strong teacher | regimes where distillation beats scratch | ... of the same steps |",
+              "|---|---:|---:|"]
+    for h, v in zip(head, STRONG_VARIANTS):
+        lines.append(f"| {h} | {wins[v][0]}/{len(names)} | {f'{wins[v][1]}/{len(names)}' if v[2] else '—'} |")
+    return "\n".join(lines)
+
+
+def combined_table(results: list) -> str:
+    """α with ``--unlabeled`` over all three pairs (the study's two and the strong one): per regime
+    the mean of the pairs' mean-over-seeds gains; the choice of ``--alpha``'s default with
+    ``--unlabeled`` is the α with the highest mean over regimes (ties: against the same steps)."""
+    names = [r for r in study.REGIMES if any(c["regime"] == r and "strong" in c for c in results)]
+    alphas = sorted({a for _, a, unl in STRONG_VARIANTS if unl})
+    lines = ["**Choosing α with `--unlabeled`, all three pairs** (T 4; per regime the mean over the pairs "
+             "`wide`, `long`, `strong` of their mean gain over seeds):", "",
+             "| α | " + " | ".join(names) + " | mean over regimes | regimes > scratch | regimes > scratch of the "
+             "same steps | mean vs same steps |", "|---:|" + "---:|" * (len(names) + 4)]
+    for a in alphas:
+        gains, vs_steps = [], []
+        for name in names:
+            cs = [c for c in results if c["regime"] == name and "strong" in c]
+            per_pair = {"same": [], "steps": []}
+            for pair in ("wide", "long", "strong"):
+                runs_ = ([next(r for r in c["runs"] if r["pair"] == pair and _variant(r) == (4.0, a)) for c in cs]
+                         if pair != "strong" else
+                         [next(r for r in c["strong"]["runs"] if (r["T"], r["alpha"], r["unlabeled"]) == (4.0, a, True))
+                          for c in cs])
+                per_pair["same"].append(study.mean([r["score"] - c["scratch"] for r, c in zip(runs_, cs)]))
+                per_pair["steps"].append(study.mean([r["score"] - c["same_steps"]["score"] for r, c in zip(runs_, cs)]))
+            gains.append(study.mean(per_pair["same"]))
+            vs_steps.append(study.mean(per_pair["steps"]))
+        lines.append(f"| {a:g} | " + " | ".join(f"{g:+.3f}" for g in gains)
+                     + f" | {study.mean(gains):+.3f} | {sum(g > 0 for g in gains)}/{len(names)} "
+                     f"| {sum(g > 0 for g in vs_steps)}/{len(names)} | {study.mean(vs_steps):+.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     ap = study.addon_parser(__doc__, "4:0.1,4:0.5,4:0.9,1:0.1,1:0.5", "T:alpha,...")
+    ap.add_argument("--strong", action="store_true", help="also the `strong` teacher pair (trained here)")
     args = ap.parse_args(argv)
     work = Path(args.work)
     variants = [tuple(float(x) for x in v.split(":")) for v in args.variants.split(",")]
@@ -185,10 +310,12 @@ def main(argv=None) -> None:
         tag = f"{regime}-s{seed}"
         if args.only and tag not in args.only.split(","):
             continue
-        done[tag] = cell(work, regime, seed, variants, done)
+        done[tag] = cell(work, regime, seed, variants, done, with_strong=args.strong)
         path.write_text(json.dumps(list(done.values()), indent=1))
     results = [c for c in done.values() if all(any(_variant(r) == v for r in c["runs"]) for v in variants)]
     text = tables(results, variants, labels_only(work))
+    if any("strong" in c for c in results):
+        text += "\n\n" + strong_table(results) + "\n\n" + combined_table(results)
     print(text)
     if args.write:
         de.write_results(text, BEGIN, END, "Distillation with the regime's unlabeled images (issue 18)")

@@ -129,7 +129,7 @@ def test_report_names_the_extra_steps_of_unlabeled_images():
     (None, None, options.DEFAULT_ALPHA), (None, "shapes:4", options.DEFAULT_ALPHA_UNLABELED),
     (0.3, None, 0.3), (0.3, "shapes:4", 0.3)])
 def test_alpha_default_depends_on_unlabeled(teacher_run, given, unlabeled, expected):
-    """--alpha left out: 0.9 on the labelled images alone, 0.5 with --unlabeled (the study's
+    """--alpha left out: 0.9 on the labelled images alone, 0.1 with --unlabeled (the study's
     choices, benchmarks/RESULTS.md); recorded as a number in config.json."""
     cfg = TrainConfig(arch="lenet5", data="shapes:8", teacher=str(teacher_run), alpha=given,
                       unlabeled=unlabeled).resolved()
