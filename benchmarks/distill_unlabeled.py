@@ -13,15 +13,22 @@ runs are in ``WORK/runs``:
   (labelled + unlabeled) / labelled, i.e. the optimiser steps of a distilled run with
   ``--unlabeled`` (so that a gain is not just "more steps");
 - ``kcv train --teacher RUN --unlabeled U --temperature T --alpha A`` (each ``--variants``
-  ``T:A``) from both
-  of the study's teachers (``wide``: the self-training round-0 model; ``long``: the
-  student's architecture trained 3x longer), with ``--baseline`` the study's scratch run.
+  ``T:A``) from both of the study's teachers (``wide``: the self-training round-0 model;
+  ``long``: the student's architecture trained 3x longer), with ``--baseline`` the study's
+  scratch run;
+- ``--strong``: a third pair whose teacher knows more than the student's labels (the ``wide``
+  architecture trained here on ~10x the labels, :data:`STRONG_LABELS`), distilled on the
+  labelled images alone and with ``--unlabeled`` (:data:`STRONG_VARIANTS`); then the table
+  that chooses ``--alpha``'s default with ``--unlabeled`` over all three pairs.
 
 Compared with the study's scratch run (same ``--epochs``: kcv's meaning of "the same
-budget") and with the same-steps control. The teachers and scratch runs are the study's,
+budget") and with the same-steps control. The study's teachers and scratch runs are
 re-scored, never re-trained.
 
-    python benchmarks/distill_unlabeled.py --work WORK [--variants 4:0.1,4:0.5,4:0.9,1:0.1,1:0.5] [--write]
+    python benchmarks/distill_unlabeled.py --work WORK [--variants 4:0.1,4:0.5,4:0.9,1:0.1,1:0.5] [--strong] [--write]
+
+Cost on the 2-core machine: ~45 min for the study's two pairs (10 cells x 11 runs), ~30 more
+for ``--strong``.
 
 Writes ``WORK/distill_unlabeled.json`` (resumable: finished runs are kept) and prints the
 tables; ``--write`` puts them in RESULTS.md between ``<!-- distill_unlabeled:begin/end -->``.
