@@ -171,8 +171,10 @@ def accuracy(run_dir) -> float:
 
 
 def steps(run_dir) -> int:
-    cfg = runs.load_config(run_dir)
-    return int(cfg["epochs"]) * -(-int(cfg["num_train"]) // int(cfg["batch_size"]))
+    """Optimiser steps of a finished run (:func:`kcv.train.distill.optimiser_steps`)."""
+    from kcv.train.distill import optimiser_steps
+
+    return optimiser_steps(runs.load_config(run_dir))
 
 
 def self_training(work: Path, seed: int, args) -> dict:

@@ -68,11 +68,6 @@ def cells(work: Path) -> list:
     return found
 
 
-def steps(run_dir) -> int:
-    cfg = runs.load_config(run_dir)
-    return int(cfg["epochs"]) * -(-int(cfg["num_train"]) // int(cfg["batch_size"]))
-
-
 # The `strong` pair (``--strong``): the `wide` teacher's architecture and start trained on many
 # more labels than the student has (per class for classification, images for segmentation) —
 # the teacher that knows more than the student's labels, as a big pretrained model would, which
@@ -118,7 +113,7 @@ def strong_pair(work: Path, res: dict, student: dict, scratch: Path, wide: Path,
                                 baseline=str(scratch), verbose=0))
         report = runs.read_json(Path(run) / "metrics.json")["distillation"]
         strong["runs"].append({"T": t, "alpha": a, "unlabeled": unl, "score": report["student"],
-                               "gain": report["gain"], "steps": steps(run), "warnings": report["warnings"]})
+                               "gain": report["gain"], "steps": de.steps(run), "warnings": report["warnings"]})
         print(f"{tag} strong teacher ({strong['teacher']:.3f}) T {t:g} α {a:g}{' + unlabeled' if unl else ''}: "
               f"{report['student']:.3f} (scratch {res['scratch']:.3f})", flush=True)
     return strong
@@ -135,7 +130,7 @@ def cell(work: Path, regime: str, seed: int, variants: list, done: dict,
     student = {k: cfg[k] for k in CARRIED if cfg.get(k) is not None}
     out = str(work / "distill_unlabeled")
     res = done.get(tag) or {"regime": regime, "seed": seed, "scratch": study.score(scratch),
-                            "scratch_steps": steps(scratch), "unlabeled": st["unlabeled"],
+                            "scratch_steps": de.steps(scratch), "unlabeled": st["unlabeled"],
                             "teachers": {p: study.score(t) for p, t in teachers.items()}, "runs": []}
     have = {(r["pair"], r.get("T", 4.0), r["alpha"]) for r in res["runs"]}
     for pair, teacher in teachers.items():
@@ -147,7 +142,7 @@ def cell(work: Path, regime: str, seed: int, variants: list, done: dict,
                                     unlabeled=st["unlabeled"], baseline=str(scratch), verbose=0))
             report = runs.read_json(Path(run) / "metrics.json")["distillation"]
             res["runs"].append({"pair": pair, "T": t, "alpha": a, "score": report["student"], "gain": report["gain"],
-                                "steps": steps(run), "warnings": report["warnings"]})
+                                "steps": de.steps(run), "warnings": report["warnings"]})
             print(f"{tag} {pair} T {t:g} α {a:g} + unlabeled: {report['student']:.3f} "
                   f"(scratch {res['scratch']:.3f})", flush=True)
     if "same_steps" not in res:
@@ -155,7 +150,7 @@ def cell(work: Path, regime: str, seed: int, variants: list, done: dict,
         epochs = max(1, round(cfg["epochs"] * ratio))
         run = train(TrainConfig(**{**student, "epochs": epochs}, out=out, name=f"{tag}-scratch-same-steps",
                                 verbose=0))
-        res["same_steps"] = {"score": study.score(run), "epochs": epochs, "steps": steps(run)}
+        res["same_steps"] = {"score": study.score(run), "epochs": epochs, "steps": de.steps(run)}
         print(f"{tag} scratch for {epochs} epochs (same steps): {res['same_steps']['score']:.3f}", flush=True)
     if with_strong:
         res["strong"] = strong_pair(work, res, student, scratch, teachers["wide"], st["unlabeled"], out)

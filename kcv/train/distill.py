@@ -130,6 +130,10 @@ def _teacher_dir(cfg: TrainConfig):
         raise KcvError(f"--teacher {e}") from None
 
 
+# Optimiser steps within this factor of each other count as the same number of steps.
+SAME_STEPS = 1.2
+
+
 def optimiser_steps(config: dict) -> int | None:
     """Optimiser steps of a run: ``epochs`` x batches of ``num_train`` (which counts a distilled
     run's ``--unlabeled`` images); ``None`` if ``config.json`` does not record them."""
@@ -151,7 +155,7 @@ def budget_differences(baseline: dict, student: dict) -> list[str]:
     Other epochs are the same budget when they make the same optimiser steps (within 20 %):
     the baseline that matches a student's ``--unlabeled`` steps is the like-for-like one."""
     mine, theirs = optimiser_steps(student), optimiser_steps(baseline)
-    same_steps = bool(mine and theirs) and max(mine, theirs) <= 1.2 * min(mine, theirs)
+    same_steps = bool(mine and theirs) and max(mine, theirs) <= SAME_STEPS * min(mine, theirs)
     return [f"{k} {baseline[k]!r} (baseline) vs {student[k]!r}" for k in BUDGET_FIELDS
             if k in baseline and k in student and baseline[k] != student[k] and not (k == "epochs" and same_steps)]
 
@@ -203,7 +207,7 @@ def distillation_report(student: float, teacher: float, key: str, baseline: floa
         mine, theirs = steps
         if mine and theirs:
             out["steps"] = {"student": mine, "baseline": theirs}
-            if unlabeled and epochs and mine > 1.2 * theirs:
+            if unlabeled and epochs and mine > SAME_STEPS * theirs:
                 out["warnings"].append(
                     f"the student took {mine / theirs:.1f}x the baseline's optimiser steps ({mine} vs {theirs}; "
                     "--unlabeled lengthens its epochs): part of any gain is the extra steps; a baseline trained "
